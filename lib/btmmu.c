@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The context: backend selection, host page size (real or simulated), the
+ * host mapping budget, the entry pool, statistics and version.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_POOL (UINT64_C(1) << 24)
+#define MIN_BUDGET 64u
+
+/* Budgets handed to live contexts, so two contexts don't both take it all. */
+static _Atomic uint64_t budget_claimed;
+
+static uint64_t read_u64_file(const char *path, uint64_t dflt)
+{
+	unsigned long long v;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return dflt;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = dflt;
+	fclose(f);
+	return v;
+}
+
+static uint64_t count_lines(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	uint64_t n = 0;
+	int c;
+
+	if (!f)
+		return 0;
+	while ((c = getc_unlocked(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/*
+ * What is left of vm.max_map_count once the process's current mappings, a
+ * headroom for its future ones, and other contexts' budgets are taken out.
+ */
+static uint64_t auto_budget(void)
+{
+	uint64_t max = read_u64_file("/proc/sys/vm/max_map_count", 65530);
+	uint64_t used = count_lines("/proc/self/maps");
+	uint64_t headroom = BTMMU_MAX(UINT64_C(1024), max / 8);
+	uint64_t taken = used + headroom + atomic_load(&budget_claimed);
+
+	return taken + MIN_BUDGET < max ? max - taken : MIN_BUDGET;
+}
+
+static int host_page_shift(uint32_t want, uint32_t real, uint32_t *out)
+{
+	const char *env = getenv("BTMMU_HOST_PAGE_SHIFT");
+
+	if (!want && env && *env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+
+		if (*end || v > 32)
+			return -EINVAL;
+		want = (uint32_t)v;
+	}
+	if (!want) {
+		*out = real;
+		return 0;
+	}
+	if (want < real || want > 16)
+		return -EINVAL;
+	*out = want;
+	return 0;
+}
+
+BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **ctxp)
+{
+	struct btmmu_open_args a;
+	const struct btmmu_backend_ops *ops;
+	struct btmmu *ctx;
+	uint32_t real, hps;
+	uint64_t budget, pool;
+	int ret;
+
+	if (!ctxp)
+		return -EFAULT;
+	ret = btmmu__copy_args(&a, sizeof(a), args);
+	if (ret)
+		return ret;
+	if (a.flags & ~(BTMMU_OPEN_NO_HANDLER | BTMMU_OPEN_NO_THREAD))
+		return -EINVAL;
+	if (btmmu__in_callback())
+		return -EDEADLK;
+	real = (uint32_t)__builtin_ctzl((unsigned long)sysconf(_SC_PAGESIZE));
+	ret = host_page_shift(a.host_page_shift, real, &hps);
+	if (ret)
+		return ret;
+	if (a.max_entries > MAX_POOL)
+		return -EINVAL;
+	ret = btmmu__backend_select(a.backend, &ops);
+	if (ret)
+		return ret;
+
+	if (!(ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS))
+		budget = UINT64_MAX;
+	else
+		budget = a.max_mappings ? a.max_mappings : auto_budget();
+	pool = a.max_entries;
+	if (!pool)
+		pool = BTMMU_MIN(budget, UINT64_C(1) << 20);
+	pool = BTMMU_MAX(pool, UINT64_C(16));
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	ctx->ops = ops;
+	ctx->flags = a.flags;
+	ctx->host_page_shift = hps;
+	ctx->real_page_shift = real;
+	ctx->fault_fn = a.fault_fn;
+	ctx->fault_opaque = a.fault_opaque;
+	ctx->budget = budget;
+	pthread_mutex_init(&ctx->admin, NULL);
+	atomic_flag_clear(&ctx->lock.flag);
+	CDS_INIT_LIST_HEAD(&ctx->rams);
+	CDS_INIT_LIST_HEAD(&ctx->spaces);
+	CDS_INIT_LIST_HEAD(&ctx->retired);
+
+	ret = btmmu__pool_init(ctx, pool);
+	if (ret)
+		goto err_free;
+	ret = ops->init(ctx);
+	if (ret)
+		goto err_pool;
+	ret = btmmu__handler_get(ctx);
+	if (ret)
+		goto err_backend;
+	ret = btmmu__reaper_start(ctx);
+	if (ret)
+		goto err_handler;
+	if (ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS)
+		atomic_fetch_add(&budget_claimed, budget);
+	*ctxp = ctx;
+	return 0;
+
+err_handler:
+	btmmu__handler_put(ctx);
+err_backend:
+	ops->fini(ctx);
+err_pool:
+	btmmu__pool_fini(ctx);
+err_free:
+	pthread_mutex_destroy(&ctx->admin);
+	free(ctx);
+	return ret;
+}
+
+BTMMU_EXPORT int btmmu_close(struct btmmu *ctx)
+{
+	bool busy;
+
+	if (!ctx)
+		return -EINVAL;
+	if (btmmu__in_callback())
+		return -EDEADLK;
+	pthread_mutex_lock(&ctx->admin);
+	btmmu__spin_lock(&ctx->lock);
+	busy = !cds_list_empty(&ctx->spaces) || !cds_list_empty(&ctx->rams);
+	btmmu__spin_unlock(&ctx->lock);
+	pthread_mutex_unlock(&ctx->admin);
+	if (busy)
+		return -EBUSY;
+
+	btmmu__reaper_stop(ctx);
+	btmmu__handler_put(ctx);
+	ctx->ops->fini(ctx);
+	if (ctx->ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS)
+		atomic_fetch_sub(&budget_claimed, ctx->budget);
+	btmmu__pool_fini(ctx);
+	pthread_mutex_destroy(&ctx->admin);
+	free(ctx);
+	return 0;
+}
+
+BTMMU_EXPORT const char *btmmu_backend_name(const struct btmmu *ctx)
+{
+	return ctx ? ctx->ops->name : NULL;
+}
+
+BTMMU_EXPORT int btmmu_stats_get(const struct btmmu *cctx, struct btmmu_stats *out)
+{
+	struct btmmu *ctx = (struct btmmu *)cctx;
+	struct btmmu_stats st;
+
+	if (!ctx)
+		return -EINVAL;
+	if (!out)
+		return -EFAULT;
+	if (out->size < sizeof(size_t))
+		return -EINVAL;
+	memset(&st, 0, sizeof(st));
+	st.faults = atomic_load(&ctx->st.faults);
+	st.faults_retry = atomic_load(&ctx->st.faults_retry);
+	st.faults_slow = atomic_load(&ctx->st.faults_slow);
+	st.faults_not_mine = atomic_load(&ctx->st.faults_not_mine);
+	st.retry_no_progress = atomic_load(&ctx->st.retry_no_progress);
+	st.fills = atomic_load(&ctx->st.fills);
+	st.install_calls = atomic_load(&ctx->st.install_calls);
+	st.unmaps = atomic_load(&ctx->st.unmaps);
+	st.flushes = atomic_load(&ctx->st.flushes);
+	st.flushes_nonglobal = atomic_load(&ctx->st.flushes_nonglobal);
+	st.evictions = atomic_load(&ctx->st.evictions);
+	st.protects = atomic_load(&ctx->st.protects);
+	st.reclaims = atomic_load(&ctx->st.reclaims);
+	st.sync_reclaims = atomic_load(&ctx->st.sync_reclaims);
+	btmmu__spin_lock(&ctx->lock);
+	st.live_entries = ctx->live_entries;
+	st.live_mappings = ctx->mappings;
+	btmmu__spin_unlock(&ctx->lock);
+	st.max_mappings = ctx->budget;
+	btmmu__copy_out(out, &st, sizeof(st));
+	return 0;
+}
+
+BTMMU_EXPORT unsigned btmmu_version(void)
+{
+	return BTMMU_VERSION_NUMBER;
+}
+
+BTMMU_EXPORT const char *btmmu_version_string(void)
+{
+	return BTMMU_VERSION_STRING;
+}

@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libbtmmu internals shared by the core files and the backends.
+ *
+ * Locking, in order:
+ *   btmmu__registry mutex (process-wide; region registry, handler install)
+ *   ctx->admin (pthread mutex; RAM/space create and destroy, close)
+ *   ctx->lock  (spinlock; every piece of shadow bookkeeping below)
+ * The fault path takes only ctx->lock, and reads the region registry
+ * lock-free (registry.c). ctx->lock is never held while anything can fault
+ * in a shadow region, nor across a call to the translator's callback, so a
+ * faulting thread never waits for itself. Hold times are bounded by one
+ * batch of host mapping calls.
+ */
+#ifndef BTMMU_INTERNAL_H
+#define BTMMU_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <urcu/list.h>
+
+#include "btmmu/btmmu.h"
+
+#define BTMMU_EXPORT __attribute__((visibility("default")))
+
+#define BTMMU_GRANULE_SHIFT 10 /* protect() granularity: the smallest guest page */
+
+#define BTMMU_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define BTMMU_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+struct btmmu_backend_ops;
+
+/* ---- spinlock (async-signal-safe to take; never held across faults) ---- */
+
+struct btmmu__spinlock {
+	atomic_flag flag;
+};
+
+void btmmu__spin_lock(struct btmmu__spinlock *l);
+
+static inline void btmmu__spin_unlock(struct btmmu__spinlock *l)
+{
+	atomic_flag_clear_explicit(&l->flag, memory_order_release);
+}
+
+/* ---- regions ---- */
+
+enum btmmu__region_state {
+	BTMMU__REGION_CLEAN,	/* in the ring, empty, ready */
+	BTMMU__REGION_CURRENT,	/* the view's region: its base is published */
+	BTMMU__REGION_RETIRED,	/* flushed; entries still mapped until reclaim */
+	BTMMU__REGION_TEARING,	/* the reclaimer is unmapping it without the lock */
+};
+
+struct btmmu__view;
+
+/*
+ * One host reservation: `len` bytes serving the view's window, then `guard`
+ * bytes of PROT_NONE so accesses running past the window's end fault here
+ * rather than in a neighbour.
+ */
+struct btmmu__region {
+	uintptr_t start;
+	uint64_t len;
+	uint64_t guard;
+	struct btmmu_space *space;
+	struct btmmu__view *view;
+	uint32_t id;			/* key of the entry hash */
+	enum btmmu__region_state state;
+	uint32_t head;			/* first entry (pool index), 0: none */
+	uint64_t nentries;		/* entries, pending ones included */
+	uint64_t nglobal;		/* installed entries marked global */
+	uint64_t pieces;		/* host mappings of installed entries */
+	uint64_t runs;			/* maximal runs of adjacent installed units */
+	uint64_t merges;		/* adjacent installed pairs the kernel merges */
+	uint64_t g_lo, g_hi;		/* span of global entries (offsets), lo > hi: none */
+	uint64_t ng_lo, ng_hi;		/* span of non-global entries */
+	struct cds_list_head retired;	/* ctx->retired while RETIRED */
+};
+
+struct btmmu__view {
+	struct btmmu__region *ring;	/* space->nring regions */
+	struct btmmu__region *cur;
+	_Atomic uintptr_t base;
+	_Atomic uint64_t gen;
+};
+
+struct btmmu_space {
+	struct btmmu *ctx;
+	struct cds_list_head node;	/* ctx->spaces */
+	uint32_t va_bits, page_shift, unit_shift, nviews, flags, nring;
+	uint32_t window_bits;
+	uint64_t window_gva, window_size;
+	uint64_t sub_full;		/* present mask of a complete unit */
+	uintptr_t *base_slots;
+	void *opaque;
+	struct btmmu__view views[];
+};
+
+/* ---- guest RAM ---- */
+
+struct btmmu_ram {
+	struct btmmu *ctx;
+	struct cds_list_head node;	/* ctx->rams */
+	uint64_t gpa, len, offset;
+	int fd;				/* ours (dup or memfd) */
+	void *host;
+	uint8_t *deny;			/* protect(): rights denied per 1 KiB granule */
+	uint64_t ndenied;		/* granules with something denied */
+	uint64_t users;			/* entries referencing this RAM */
+};
+
+/* ---- shadow entries: one host mapping unit of a region ---- */
+
+#define BTMMU__E_INSTALLED	0x1u
+#define BTMMU__E_NONUNIFORM	0x2u	/* sub-pages disagree: never installable */
+#define BTMMU__E_REF		0x4u	/* clock bit for eviction */
+#define BTMMU__E_FREE		0x8u
+#define BTMMU__E_PINNED		0x10u	/* being installed: not evictable */
+
+struct btmmu__entry {
+	uint32_t va_next;		/* hash chain by (region, off); free list */
+	uint32_t pa_next;		/* reverse map by unit gpa, installed only */
+	uint32_t reg_next, reg_prev;	/* region's list */
+	struct btmmu__region *region;
+	struct btmmu_ram *ram;
+	uint64_t off;			/* unit-aligned offset in the region */
+	uint64_t gpa;			/* guest-physical address of the unit start */
+	/* Per guest page of the unit (bit 0 only when unit == guest page): */
+	uint64_t present, rmask, wmask, xmask, gmask;
+	uint32_t npieces;		/* host mappings while installed */
+	uint8_t hprot;			/* host prot when npieces == 1 */
+	uint8_t flags;
+	uint8_t unit_shift;
+};
+
+/* ---- the context ---- */
+
+struct btmmu__stats_counters {
+	_Atomic uint64_t faults, faults_retry, faults_slow, faults_not_mine;
+	_Atomic uint64_t retry_no_progress;
+	_Atomic uint64_t fills, install_calls, unmaps, flushes;
+	_Atomic uint64_t flushes_nonglobal, evictions, protects, reclaims;
+	_Atomic uint64_t sync_reclaims;
+};
+
+struct btmmu {
+	const struct btmmu_backend_ops *ops;
+	void *backend_priv;
+	uint32_t flags;
+	uint32_t host_page_shift;	/* effective (maybe simulated) */
+	uint32_t real_page_shift;
+	btmmu_fault_fn fault_fn;
+	void *fault_opaque;
+	bool registered;		/* holds a reference on the signal handler */
+
+	pthread_mutex_t admin;
+	struct btmmu__spinlock lock;
+
+	/* Everything below is under ctx->lock. */
+	struct cds_list_head rams;
+	struct cds_list_head spaces;
+	struct cds_list_head retired;	/* regions waiting for teardown */
+	struct btmmu__region *tearing;	/* region being torn down unlocked */
+	uint32_t next_region_id;
+
+	struct btmmu__entry *pool;	/* pool[0] unused: index 0 is "none" */
+	uint32_t npool;
+	uint32_t free_head;
+	uint32_t nfree;
+	uint32_t clock;
+	uint32_t *va_hash, *pa_hash;
+	uint32_t hash_mask;
+	uint32_t unit_shifts;		/* bit s: some space uses unit shift s */
+	uint64_t live_entries;		/* installed units */
+	uint64_t mappings;		/* host mappings (upper bound) */
+	uint64_t budget;		/* max host mappings for this context */
+
+	struct btmmu__stats_counters st;
+
+	/* Reclaim thread. */
+	pthread_t reaper;
+	bool reaper_running;
+	atomic_bool reaper_stop;
+	sem_t reaper_sem;
+};
+
+/* ---- backends ---- */
+
+#define BTMMU_BACKEND_COUNTS_MAPPINGS 0x1u /* host mappings are a budgeted resource */
+
+/*
+ * A backend changes host mappings; the core keeps the bookkeeping. Every
+ * op but init/fini/reserve/release may run in signal context with ctx->lock
+ * held: they must be async-signal-safe (system calls only).
+ * Offsets are relative to the region start; lengths are multiples of the
+ * host page. prot is a host PROT_* value.
+ */
+struct btmmu_backend_ops {
+	size_t size;			/* sizeof(struct btmmu_backend_ops) */
+	const char *name;
+	uint32_t caps;			/* BTMMU_BACKEND_* */
+	int (*probe)(void);
+	int (*init)(struct btmmu *ctx);
+	void (*fini)(struct btmmu *ctx);
+	/* Reserve len bytes aligned to align, no access. */
+	int (*reserve)(struct btmmu *ctx, uint64_t len, uint64_t align, uintptr_t *start);
+	int (*release)(struct btmmu *ctx, uintptr_t start, uint64_t len);
+	/* Map fd at fd_off over [addr, addr+len). */
+	int (*install)(struct btmmu *ctx, uintptr_t addr, uint64_t len, int prot, int fd,
+		       uint64_t fd_off);
+	int (*protect)(struct btmmu *ctx, uintptr_t addr, uint64_t len, int prot);
+	/* Back to no access, no mapping (restore the reservation). */
+	int (*clear)(struct btmmu *ctx, uintptr_t addr, uint64_t len);
+};
+
+extern const struct btmmu_backend_ops btmmu__backend_user;
+int btmmu__backend_select(const char *name, const struct btmmu_backend_ops **opsp);
+
+/* ---- shared core functions ---- */
+
+/*
+ * args.c: copy a caller's size-prefixed struct into a zeroed local one, and
+ * the common prologue of the allocating calls (handle, out pointer, args,
+ * not from a fault callback).
+ */
+int btmmu__create_args(const void *ctx, const void *out, void *dst, size_t dst_size,
+		       const void *src);
+int btmmu__copy_args(void *dst, size_t dst_size, const void *src);
+void btmmu__copy_out(void *dst, const void *src, size_t src_size);
+
+/* registry.c: process-wide region lookup for the fault path. */
+int btmmu__registry_add(struct btmmu__region *regions, size_t n);
+void btmmu__registry_remove(struct btmmu__region *regions, size_t n);
+unsigned btmmu__registry_enter(void);
+void btmmu__registry_leave(unsigned epoch);
+struct btmmu__region *btmmu__registry_lookup(uintptr_t addr);
+int btmmu__handler_get(struct btmmu *ctx);
+void btmmu__handler_put(struct btmmu *ctx);
+
+/* fault.c */
+bool btmmu__in_callback(void);
+void btmmu__sigsegv(int sig, siginfo_t *info, void *uc);
+
+/* ram.c */
+struct btmmu_ram *btmmu__ram_find(struct btmmu *ctx, uint64_t gpa, uint64_t len);
+uint32_t btmmu__ram_ceiling(const struct btmmu_ram *ram, uint64_t gpa, uint64_t len);
+
+/* shadow.c: all under ctx->lock */
+int btmmu__pool_init(struct btmmu *ctx, uint64_t max_entries);
+void btmmu__pool_fini(struct btmmu *ctx);
+struct btmmu__entry *btmmu__entry_find(struct btmmu *ctx, const struct btmmu__region *r,
+				       uint64_t off);
+void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, bool syscalls);
+void btmmu__ram_drop_entries(struct btmmu *ctx, struct btmmu_ram *ram);
+uint32_t btmmu__entry_host_prot(const struct btmmu *ctx, const struct btmmu__entry *e,
+				uint64_t host_off);
+bool btmmu__accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr,
+		       unsigned access);
+
+/* reclaim.c */
+int btmmu__reaper_start(struct btmmu *ctx);
+void btmmu__reaper_stop(struct btmmu *ctx);
+void btmmu__reaper_kick(struct btmmu *ctx);
+/*
+ * Tear down retired regions. Called and return with ctx->lock held.
+ * reclaim_one drops the lock around the host call (the reclaimer's way);
+ * the _locked forms keep it (callers in the middle of an update).
+ */
+bool btmmu__reclaim_one(struct btmmu *ctx);
+bool btmmu__reclaim_locked(struct btmmu *ctx);
+bool btmmu__reclaim_view_locked(struct btmmu *ctx, struct btmmu__view *view);
+void btmmu__view_publish(struct btmmu_space *sp, unsigned v);
+void btmmu__wait_tearing(struct btmmu *ctx);
+void btmmu__region_reset_counts(struct btmmu *ctx, struct btmmu__region *r);
+
+static inline struct btmmu__entry *btmmu__ent(struct btmmu *ctx, uint32_t i)
+{
+	return i ? &ctx->pool[i] : NULL;
+}
+
+static inline uint32_t btmmu__idx(struct btmmu *ctx, const struct btmmu__entry *e)
+{
+	return e ? (uint32_t)(e - ctx->pool) : 0;
+}
+
+static inline void btmmu__stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* Host PROT_* for BTMMU_PROT_* rights: the shadow is never executable. */
+static inline int btmmu__host_prot(uint32_t rights)
+{
+	int p = 0;
+
+	if (rights & (BTMMU_PROT_READ | BTMMU_PROT_EXEC))
+		p |= 0x1; /* PROT_READ */
+	if (rights & BTMMU_PROT_WRITE)
+		p |= 0x2 | 0x1; /* PROT_WRITE implies read on our hosts */
+	return p;
+}
+
+#endif /* BTMMU_INTERNAL_H */

@@ -1,0 +1,709 @@
+/* SPDX-License-Identifier: MIT */
+/* Shadow entries: map, batch, unmap, flush; page sizes around the host's. */
+#include <unistd.h>
+
+#include "fixture.h"
+
+#define R BTMMU_PROT_READ
+#define RW (BTMMU_PROT_READ | BTMMU_PROT_WRITE)
+
+static void setup(void)
+{
+	fx_open(0, 0);
+	fx_space(32, 12, 0);
+}
+
+static void teardown(void)
+{
+	fx_close();
+}
+
+static uint32_t ram32(uint64_t gpa)
+{
+	return *(volatile uint32_t *)(fx.host + gpa);
+}
+
+static void set_ram32(uint64_t gpa, uint32_t v)
+{
+	*(volatile uint32_t *)(fx.host + gpa) = v;
+}
+
+/* Load through the shadow: 0 done, 1 slow path. */
+static int ld(unsigned view, uint64_t gva, uint32_t *v)
+{
+	return btmmu_load32(fx_base(view) + gva, v);
+}
+
+static int st(unsigned view, uint64_t gva, uint32_t v)
+{
+	return btmmu_store32(fx_base(view) + gva, v);
+}
+
+/* A validation failure changes nothing. */
+static void expect_map_err(uint64_t gva, uint64_t gpa, uint64_t len, uint32_t prot,
+			   uint32_t flags, int err)
+{
+	struct btmmu_stats before = fx_stats(), after;
+
+	ck_assert_int_eq(fx_map(0, gva, gpa, len, prot, flags), err);
+	after = fx_stats();
+	ck_assert_uint_eq(after.live_entries, before.live_entries);
+	ck_assert_uint_eq(after.install_calls, before.install_calls);
+}
+
+START_TEST(map_null_space)
+{
+	struct btmmu_map_req q = { .gva = 0, .gpa = 0, .len = 4096, .prot = R };
+
+	ck_assert_int_eq(btmmu_map(NULL, 0, &q), -EINVAL);
+}
+END_TEST
+
+START_TEST(map_bad_view)
+{
+	struct btmmu_map_req q = { .gva = 0, .gpa = 0, .len = 4096, .prot = R };
+
+	ck_assert_int_eq(btmmu_map(fx.sp, 2, &q), -EINVAL);
+}
+END_TEST
+
+START_TEST(map_null_req)
+{
+	ck_assert_int_eq(btmmu_map(fx.sp, 0, NULL), -EFAULT);
+}
+END_TEST
+
+START_TEST(map_unknown_flags) { expect_map_err(0, 0, 4096, R, 0x10, -EINVAL); }
+END_TEST
+START_TEST(map_no_prot) { expect_map_err(0, 0, 4096, 0, 0, -EINVAL); }
+END_TEST
+START_TEST(map_bad_prot) { expect_map_err(0, 0, 4096, 0x8 | R, 0, -EINVAL); }
+END_TEST
+START_TEST(map_zero_len) { expect_map_err(0, 0, 0, R, 0, -EINVAL); }
+END_TEST
+START_TEST(map_len_unaligned) { expect_map_err(0, 0, 4096 + 512, R, 0, -EINVAL); }
+END_TEST
+START_TEST(map_gva_unaligned) { expect_map_err(0x800, 0, 4096, R, 0, -EINVAL); }
+END_TEST
+START_TEST(map_gpa_unaligned) { expect_map_err(0, 0x800, 4096, R, 0, -EINVAL); }
+END_TEST
+START_TEST(map_gpa_not_ram) { expect_map_err(0, FX_RAM_SIZE, 4096, R, 0, -ENXIO); }
+END_TEST
+START_TEST(map_gpa_crosses_ram_end)
+{
+	expect_map_err(0, FX_RAM_SIZE - 4096, 8192, R, 0, -ENXIO);
+}
+END_TEST
+START_TEST(map_gva_beyond_va) { expect_map_err(UINT64_C(1) << 32, 0, 4096, R, 0, -ERANGE); }
+END_TEST
+START_TEST(map_gva_crosses_va_end)
+{
+	expect_map_err(UINT64_C(0xfffff000), 0, 8192, R, 0, -ERANGE);
+}
+END_TEST
+
+/* A batch with one bad request installs nothing. */
+START_TEST(batch_all_or_nothing)
+{
+	struct btmmu_map_req q[3] = {
+		{ .gva = 0x1000, .gpa = 0x1000, .len = 4096, .prot = R },
+		{ .gva = 0x2000, .gpa = 0x2000, .len = 4096, .prot = R },
+		{ .gva = 0x3000, .gpa = FX_RAM_SIZE, .len = 4096, .prot = R },
+	};
+
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, q, 3, 0), -ENXIO);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	q[2].gpa = 0x3000;
+	q[1].prot = 0;
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, q, 3, 0), -EINVAL);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, NULL, 3, 0), -EFAULT);
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, q, 0, 0), 0);
+}
+END_TEST
+
+/* Installed entries are accessed directly: no fault, RAM contents. */
+START_TEST(direct_access_reads_and_writes_ram)
+{
+	uint32_t v;
+
+	set_ram32(0x7004, 0x11223344);
+	ck_assert_int_eq(fx_map(0, 0x40000, 0x7000, 4096, RW, 0), 1);
+	ck_assert_int_eq(ld(0, 0x40004, &v), 0);
+	ck_assert_uint_eq(v, 0x11223344);
+	ck_assert_int_eq(st(0, 0x40008, 0xcafef00d), 0);
+	ck_assert_uint_eq(ram32(0x7008), 0xcafef00d);
+	ck_assert_uint_eq(fx.nfaults, 0);
+	ck_assert_uint_eq(fx_stats().faults, 0);
+}
+END_TEST
+
+/* A multi-page request maps each page; the count says how many. */
+START_TEST(map_range_counts_pages)
+{
+	uint32_t v;
+	unsigned i;
+
+	for (i = 0; i < 16; i++)
+		set_ram32(0x100000 + i * 4096, i);
+	ck_assert_int_eq(fx_map(1, 0x800000, 0x100000, 16 * 4096, R, 0), 16);
+	for (i = 0; i < 16; i++) {
+		ck_assert_int_eq(ld(1, 0x800000 + i * 4096, &v), 0);
+		ck_assert_uint_eq(v, i);
+	}
+	/* Contiguous in gva and gpa: one host mapping call. */
+	ck_assert_uint_eq(fx_stats().install_calls, 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 16);
+}
+END_TEST
+
+/* Mapping the same thing again costs nothing. */
+START_TEST(map_idempotent)
+{
+	ck_assert_int_eq(fx_map(0, 0x1000, 0x1000, 4096, R, 0), 1);
+	ck_assert_int_eq(fx_map(0, 0x1000, 0x1000, 4096, R, 0), 1);
+	ck_assert_uint_eq(fx_stats().install_calls, 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 1);
+}
+END_TEST
+
+/* Remapping a page to another frame shows the new frame. */
+START_TEST(remap_other_frame)
+{
+	uint32_t v;
+
+	set_ram32(0x1000, 1);
+	set_ram32(0x2000, 2);
+	ck_assert_int_eq(fx_map(0, 0x9000, 0x1000, 4096, R, 0), 1);
+	ck_assert_int_eq(ld(0, 0x9000, &v), 0);
+	ck_assert_uint_eq(v, 1);
+	ck_assert_int_eq(fx_map(0, 0x9000, 0x2000, 4096, R, 0), 1);
+	ck_assert_int_eq(ld(0, 0x9000, &v), 0);
+	ck_assert_uint_eq(v, 2);
+	ck_assert_uint_eq(fx_stats().live_entries, 1);
+}
+END_TEST
+
+/* Read-only: a write faults, with MAPPED set, and RAM is unchanged. */
+START_TEST(read_only_write_faults)
+{
+	fx.policy = FX_SLOW;
+	set_ram32(0x3000, 7);
+	ck_assert_int_eq(fx_map(0, 0x3000, 0x3000, 4096, R, 0), 1);
+	ck_assert_int_eq(st(0, 0x3000, 8), 1);
+	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_WRITE);
+	ck_assert(fx.last.flags & BTMMU_FAULT_MAPPED);
+	ck_assert(!(fx.last.flags & BTMMU_FAULT_PROTECTED));
+	ck_assert_uint_eq(ram32(0x3000), 7);
+	/* Upgrading to read-write makes the write direct. */
+	ck_assert_int_eq(fx_map(0, 0x3000, 0x3000, 4096, RW, 0), 1);
+	ck_assert_int_eq(st(0, 0x3000, 8), 0);
+	ck_assert_uint_eq(ram32(0x3000), 8);
+}
+END_TEST
+
+/* Two guest pages aliasing one frame see each other's writes. */
+START_TEST(aliases_share_data)
+{
+	uint32_t v;
+
+	ck_assert_int_eq(fx_map(0, 0x10000, 0x5000, 4096, RW, 0), 1);
+	ck_assert_int_eq(fx_map(1, 0x20000, 0x5000, 4096, RW, 0), 1);
+	ck_assert_int_eq(st(0, 0x10010, 0xabcd), 0);
+	ck_assert_int_eq(ld(1, 0x20010, &v), 0);
+	ck_assert_uint_eq(v, 0xabcd);
+}
+END_TEST
+
+START_TEST(views_are_separate)
+{
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(fx_map(0, 0x10000, 0x5000, 4096, RW, 0), 1);
+	ck_assert_int_eq(ld(1, 0x10000, &v), 1);
+	ck_assert_uint_eq(fx.last.view, 1);
+}
+END_TEST
+
+START_TEST(unmap_faults_again)
+{
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(fx_map(0, 0x10000, 0x5000, 2 * 4096, RW, 0), 2);
+	ck_assert_int_eq(fx_map(1, 0x10000, 0x5000, 4096, RW, 0), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 3, 0x10000, 4096), 2);
+	ck_assert_int_eq(ld(0, 0x10000, &v), 1);
+	ck_assert_int_eq(ld(1, 0x10000, &v), 1);
+	ck_assert_int_eq(ld(0, 0x11000, &v), 0); /* the neighbour stays */
+	ck_assert_uint_eq(fx_stats().live_entries, 1);
+	ck_assert_uint_eq(fx_stats().unmaps, 2);
+}
+END_TEST
+
+START_TEST(unmap_bumps_gen)
+{
+	struct btmmu_view_info a = { .size = sizeof(a) }, b = { .size = sizeof(b) };
+
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &a), 0);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x10000, 4096), 0);
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &b), 0);
+	ck_assert_uint_gt(b.gen, a.gen);
+}
+END_TEST
+
+START_TEST(unmap_validation)
+{
+	ck_assert_int_eq(btmmu_unmap(NULL, 1, 0, 4096), -EINVAL);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 0, 0, 4096), -EINVAL);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 4, 0, 4096), -EINVAL);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x800, 4096), -EINVAL);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0, 100), -EINVAL);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, UINT64_C(1) << 32, 4096), -ERANGE);
+}
+END_TEST
+
+/* Unmapping a wide range walks the entries rather than the range. */
+START_TEST(unmap_whole_space)
+{
+	unsigned i;
+
+	for (i = 0; i < 8; i++)
+		ck_assert_int_eq(fx_map(0, (uint64_t)i << 28, i * 4096, 4096, R, 0), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0, UINT64_C(1) << 32), 8);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+}
+END_TEST
+
+/* A full flush switches the view to a clean region: new base, nothing mapped. */
+START_TEST(flush_full)
+{
+	uintptr_t before = fx_base(0);
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	set_ram32(0x4000, 99);
+	ck_assert_int_eq(fx_map(0, 0x4000, 0x4000, 4096, RW, 0), 1);
+	ck_assert_int_eq(fx_map(1, 0x4000, 0x4000, 4096, RW, 0), 1);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, 0), 0);
+	ck_assert_uint_ne(fx_base(0), before);
+	ck_assert_int_eq(ld(0, 0x4000, &v), 1);
+	ck_assert_int_eq(ld(1, 0x4000, &v), 0); /* view 1 untouched */
+	ck_assert_uint_eq(v, 99);
+	ck_assert_uint_eq(fx_stats().flushes, 1);
+	ck_assert_uint_eq(ram32(0x4000), 99);
+}
+END_TEST
+
+START_TEST(flush_validation)
+{
+	ck_assert_int_eq(btmmu_flush(NULL, 1, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 0, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 4, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, 2), -EINVAL);
+	ck_assert_int_eq(btmmu_flush_all(NULL), -EINVAL);
+}
+END_TEST
+
+/* Flushing an empty view keeps its region but still bumps the generation. */
+START_TEST(flush_empty_view)
+{
+	uintptr_t before = fx_base(0);
+	struct btmmu_view_info a = { .size = sizeof(a) }, b = { .size = sizeof(b) };
+
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &a), 0);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, 0), 0);
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &b), 0);
+	ck_assert_uint_eq(fx_base(0), before);
+	ck_assert_uint_gt(b.gen, a.gen);
+}
+END_TEST
+
+/* Non-global flush keeps global entries in place (CR3 write with PGE). */
+START_TEST(flush_nonglobal_keeps_global)
+{
+	uintptr_t before = fx_base(0);
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(fx_map(0, 0xc0000000, 0x1000, 4 * 4096, R, BTMMU_MAP_GLOBAL), 4);
+	ck_assert_int_eq(fx_map(0, 0x08048000, 0x9000, 4 * 4096, R, 0), 4);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
+	ck_assert_uint_eq(fx_base(0), before);
+	ck_assert_int_eq(ld(0, 0xc0003000, &v), 0);
+	ck_assert_int_eq(ld(0, 0x08048000, &v), 1);
+	ck_assert_int_eq(ld(0, 0x0804b000, &v), 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 4);
+	ck_assert_uint_eq(fx_stats().flushes_nonglobal, 1);
+	/* A full flush drops the globals too. */
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, 0), 0);
+	ck_assert_int_eq(ld(0, 0xc0003000, &v), 1);
+}
+END_TEST
+
+/* Globals interleaved with non-globals: each non-global goes alone. */
+START_TEST(flush_nonglobal_interleaved)
+{
+	uint32_t v;
+	unsigned i;
+
+	fx.policy = FX_SLOW;
+	for (i = 0; i < 8; i++)
+		ck_assert_int_eq(fx_map(0, 0x100000 + i * 4096, i * 4096, 4096, R,
+					(i & 1) ? BTMMU_MAP_GLOBAL : 0),
+				 1);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
+	for (i = 0; i < 8; i++)
+		ck_assert_int_eq(ld(0, 0x100000 + i * 4096, &v), (i & 1) ? 0 : 1);
+}
+END_TEST
+
+/* A page remapped without the global bit is no longer kept. */
+START_TEST(global_bit_follows_last_map)
+{
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(fx_map(0, 0x5000, 0x5000, 4096, R, BTMMU_MAP_GLOBAL), 1);
+	ck_assert_int_eq(fx_map(0, 0x5000, 0x5000, 4096, R, 0), 1);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
+	ck_assert_int_eq(ld(0, 0x5000, &v), 1);
+}
+END_TEST
+
+START_TEST(flush_all_spaces)
+{
+	struct btmmu_space_args a = { .size = sizeof(a), .va_bits = 32, .page_shift = 12, .nviews = 1 };
+	struct btmmu_space *other, *mine = fx.sp;
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(btmmu_space_create(fx.ctx, &a, &other), 0);
+	ck_assert_int_eq(fx_map(1, 0x5000, 0x5000, 4096, R, BTMMU_MAP_GLOBAL), 1);
+	fx.sp = other;
+	ck_assert_int_eq(fx_map(0, 0x5000, 0x5000, 4096, R, 0), 1);
+	ck_assert_int_eq(btmmu_flush_all(fx.ctx), 0);
+	ck_assert_int_eq(ld(0, 0x5000, &v), 1);
+	fx.sp = mine;
+	ck_assert_int_eq(ld(1, 0x5000, &v), 1);
+	ck_assert_int_eq(btmmu_space_destroy(other), 0);
+}
+END_TEST
+
+/* A generation from before an invalidation makes the batch stale. */
+START_TEST(batch_stale_gen)
+{
+	struct btmmu_view_info vi = { .size = sizeof(vi) };
+	struct btmmu_map_req q = { .gva = 0x1000, .gpa = 0x1000, .len = 4096, .prot = R };
+
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &vi), 0);
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, &q, 1, vi.gen), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x1000, 4096), 1);
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, &q, 1, vi.gen), -ESTALE);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	/* Another view's invalidation does not matter. */
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &vi), 0);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 2, 0), 0);
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, &q, 1, vi.gen), 1);
+}
+END_TEST
+
+/* The same page twice in one batch: the last request wins, counted once. */
+START_TEST(batch_same_page_twice)
+{
+	struct btmmu_map_req q[3] = {
+		{ .gva = 0x7000, .gpa = 0x1000, .len = 4096, .prot = R },
+		{ .gva = 0x8000, .gpa = 0x2000, .len = 4096, .prot = R },
+		{ .gva = 0x7000, .gpa = 0x3000, .len = 4096, .prot = RW },
+	};
+	uint32_t v;
+
+	set_ram32(0x3000, 3);
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, q, 3, 0), 3);
+	ck_assert_uint_eq(fx_stats().live_entries, 2);
+	ck_assert_int_eq(ld(0, 0x7000, &v), 0);
+	ck_assert_uint_eq(v, 3);
+	ck_assert_int_eq(st(0, 0x7004, 4), 0);
+	/* The reverse map is sound: protect finds exactly that alias. */
+	ck_assert_int_eq(btmmu_protect(fx.ctx, 0x3000, 4096, R), 1);
+	ck_assert_int_eq(btmmu_protect(fx.ctx, 0x1000, 4096, R), 0);
+}
+END_TEST
+
+/* Scattered frames need one host call each; neighbours coalesce. */
+START_TEST(batch_coalesces)
+{
+	struct btmmu_map_req q[16];
+	unsigned i;
+
+	for (i = 0; i < 16; i++) {
+		q[i].gva = 0x200000 + i * 4096;
+		q[i].gpa = 0x300000 + i * 4096;
+		q[i].len = 4096;
+		q[i].prot = RW;
+		q[i].flags = 0;
+	}
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, q, 16, 0), 16);
+	ck_assert_uint_eq(fx_stats().install_calls, 1);
+	for (i = 0; i < 16; i++)
+		q[i].gpa = 0x400000 + (15 - i) * 4096;
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 1, q, 16, 0), 16);
+	ck_assert_uint_eq(fx_stats().install_calls, 17);
+	ck_assert_uint_eq(fx_stats().fills, 32);
+}
+END_TEST
+
+/* With a ring of two and no reclaim thread, flushes tear down in place. */
+START_TEST(ring_exhaustion)
+{
+	struct btmmu_space_args a = { .size = sizeof(a), .va_bits = 32, .page_shift = 12,
+				      .nviews = 1, .ring = 2 };
+	struct btmmu_space *sp;
+	uint32_t v;
+	unsigned i;
+
+	fx_close();
+	fx_open(0, BTMMU_OPEN_NO_THREAD);
+	ck_assert_int_eq(btmmu_space_create(fx.ctx, &a, &sp), 0);
+	fx.sp = sp;
+	for (i = 0; i < 5; i++) {
+		set_ram32(0x1000, i);
+		ck_assert_int_eq(fx_map(0, 0x1000, 0x1000, 4096, R, 0), 1);
+		ck_assert_int_eq(ld(0, 0x1000, &v), 0);
+		ck_assert_uint_eq(v, i);
+		ck_assert_int_eq(btmmu_flush(sp, 1, 0), 0);
+	}
+	ck_assert_uint_ge(fx_stats().sync_reclaims, 3);
+	ck_assert_uint_eq(fx_stats().live_entries, 1); /* the last retired region */
+	ck_assert_int_eq(btmmu_reclaim(fx.ctx), 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+}
+END_TEST
+
+/* A ring of one flushes in place. */
+START_TEST(ring_of_one)
+{
+	struct btmmu_space_args a = { .size = sizeof(a), .va_bits = 32, .page_shift = 12,
+				      .nviews = 1, .ring = 1 };
+	struct btmmu_space *sp, *mine = fx.sp;
+	uintptr_t before;
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(btmmu_space_create(fx.ctx, &a, &sp), 0);
+	fx.sp = sp;
+	before = fx_base(0);
+	ck_assert_int_eq(fx_map(0, 0x1000, 0x1000, 4096, R, 0), 1);
+	ck_assert_int_eq(btmmu_flush(sp, 1, 0), 0);
+	ck_assert_uint_eq(fx_base(0), before);
+	ck_assert_int_eq(ld(0, 0x1000, &v), 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	ck_assert_int_eq(btmmu_space_destroy(sp), 0);
+	fx.sp = mine;
+}
+END_TEST
+
+/* The background reclaimer tears retired regions down. */
+START_TEST(background_reclaim)
+{
+	struct btmmu_stats s;
+	unsigned i;
+
+	ck_assert_int_eq(fx_map(0, 0x1000, 0x1000, 64 * 4096, R, 0), 64);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, 0), 0);
+	for (i = 0; i < 2000; i++) {
+		s = fx_stats();
+		if (s.reclaims)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(s.reclaims, 1);
+	ck_assert_uint_eq(s.live_entries, 0);
+}
+END_TEST
+
+/* Large guest pages: one entry serves 2 MiB. */
+START_TEST(large_guest_pages)
+{
+	struct btmmu_space_args a = { .size = sizeof(a), .va_bits = 32, .page_shift = 21, .nviews = 1 };
+	struct btmmu_space *sp, *mine = fx.sp;
+	uint32_t v;
+
+	ck_assert_int_eq(btmmu_space_create(fx.ctx, &a, &sp), 0);
+	fx.sp = sp;
+	set_ram32(0x200000 + 0x1ffffc, 0x77);
+	ck_assert_int_eq(fx_map(0, 0x40000000, 0x200000, 2 << 20, RW, 0), 1);
+	ck_assert_int_eq(ld(0, 0x40000000 + 0x1ffffc, &v), 0);
+	ck_assert_uint_eq(v, 0x77);
+	ck_assert_uint_eq(fx_stats().live_entries, 1);
+	ck_assert_int_eq(fx_map(0, 0x40000000, 0x1000, 2 << 20, RW, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_space_destroy(sp), 0);
+	fx.sp = mine;
+}
+END_TEST
+
+/*
+ * Guest pages smaller than the (simulated) host page: the host page is
+ * installed only once all its guest pages are present and contiguous.
+ */
+static void subpage_case(uint32_t host_shift, uint32_t page_shift)
+{
+	uint64_t page = UINT64_C(1) << page_shift, hp = UINT64_C(1) << host_shift;
+	unsigned n = (unsigned)(hp / page), i;
+	uint64_t gva = 4 * hp, gpa = 8 * hp;
+	uint32_t v;
+
+	fx_close();
+	fx_open(host_shift, 0);
+	fx_space(32, page_shift, 0);
+	fx.policy = FX_SLOW;
+	set_ram32(gpa + hp - 4, 0x55);
+	/* All but one present: nothing direct yet. */
+	for (i = 0; i + 1 < n; i++)
+		ck_assert_int_eq(fx_map(0, gva + i * page, gpa + i * page, page, RW, 0), 0);
+	ck_assert_int_eq(ld(0, gva, &v), 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	/* The last one completes the host page. */
+	ck_assert_int_eq(fx_map(0, gva + (n - 1) * page, gpa + (n - 1) * page, page, RW, 0), 1);
+	ck_assert_int_eq(ld(0, gva + hp - 4, &v), 0);
+	ck_assert_uint_eq(v, 0x55);
+	ck_assert_uint_eq(fx_stats().live_entries, 1);
+	/* Unmapping one guest page takes the host page away. */
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, gva + page, page), 0);
+	ck_assert_int_eq(ld(0, gva, &v), 1);
+	ck_assert_int_eq(fx_map(0, gva + page, gpa + page, page, RW, 0), 1);
+	ck_assert_int_eq(ld(0, gva, &v), 0);
+	/* A page pointing elsewhere makes it non-uniform: slow path. */
+	ck_assert_int_eq(fx_map(0, gva + page, gpa + 3 * hp, page, RW, 0), 0);
+	ck_assert_int_eq(ld(0, gva, &v), 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	/* A whole host page in one request installs at once. */
+	ck_assert_int_eq(fx_map(0, gva + hp, gpa, hp, R, 0), (int)n);
+	ck_assert_int_eq(ld(0, gva + 2 * hp - 4, &v), 0);
+	ck_assert_uint_eq(v, 0x55);
+	/* Misaligned frames never install. */
+	ck_assert_int_eq(fx_map(0, gva + 2 * hp, gpa + page, hp, R, 0), 0);
+	/* Mixed rights: the host page gets the intersection. */
+	ck_assert_int_eq(fx_map(0, gva + 3 * hp, gpa, hp, RW, 0), (int)n);
+	ck_assert_int_eq(fx_map(0, gva + 3 * hp, gpa, page, R, 0), 1);
+	ck_assert_int_eq(btmmu_store32(fx_base(0) + gva + 3 * hp + hp - 4, 1), 1);
+	ck_assert_int_eq(ld(0, gva + 3 * hp + hp - 4, &v), 0);
+}
+
+START_TEST(subpage_16k_host) { subpage_case(14, 12); }
+END_TEST
+START_TEST(subpage_64k_host) { subpage_case(16, 12); }
+END_TEST
+START_TEST(subpage_1k_guest) { subpage_case(12, 10); }
+END_TEST
+
+/* A non-global flush keeps a sub-page host page only if all of it is global. */
+START_TEST(subpage_nonglobal_flush)
+{
+	uint32_t v;
+
+	fx_close();
+	fx_open(14, 0);
+	fx_space(32, 12, 0);
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(fx_map(0, 0x10000, 0x10000, 0x4000, R, BTMMU_MAP_GLOBAL), 4);
+	ck_assert_int_eq(fx_map(0, 0x20000, 0x20000, 0x4000, R, BTMMU_MAP_GLOBAL), 4);
+	ck_assert_int_eq(fx_map(0, 0x20000, 0x20000, 0x1000, R, 0), 1);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
+	ck_assert_int_eq(ld(0, 0x10000, &v), 0);
+	ck_assert_int_eq(ld(0, 0x23000, &v), 1);
+	/* Its global pages are remembered: re-mapping the one page completes it. */
+	ck_assert_int_eq(fx_map(0, 0x20000, 0x20000, 0x1000, R, 0), 1);
+	ck_assert_int_eq(ld(0, 0x23000, &v), 0);
+}
+END_TEST
+
+/* The last page of a 32-bit space: an access running past it wraps. */
+START_TEST(guard_past_window_end)
+{
+	uint32_t v;
+
+	fx.policy = FX_MAP;
+	fx_add_pte(0xfffff000, 0x1000, R);
+	fx_add_pte(0, 0x2000, R);
+	ck_assert_int_eq(btmmu_load32(fx_base(0) + 0xfffffffe, &v), 1);
+	ck_assert(fx.last.flags & BTMMU_FAULT_GUARD);
+	ck_assert_uint_eq(fx.last.gva, 0); /* wrapped to the guest's address 0 */
+	ck_assert_uint_eq(fx_stats().retry_no_progress, 1);
+}
+END_TEST
+
+static Suite *map_suite(void)
+{
+	Suite *s = suite_create("map");
+	TCase *tc;
+
+	tc = tcase_create("validation");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, map_null_space);
+	tcase_add_test(tc, map_bad_view);
+	tcase_add_test(tc, map_null_req);
+	tcase_add_test(tc, map_unknown_flags);
+	tcase_add_test(tc, map_no_prot);
+	tcase_add_test(tc, map_bad_prot);
+	tcase_add_test(tc, map_zero_len);
+	tcase_add_test(tc, map_len_unaligned);
+	tcase_add_test(tc, map_gva_unaligned);
+	tcase_add_test(tc, map_gpa_unaligned);
+	tcase_add_test(tc, map_gpa_not_ram);
+	tcase_add_test(tc, map_gpa_crosses_ram_end);
+	tcase_add_test(tc, map_gva_beyond_va);
+	tcase_add_test(tc, map_gva_crosses_va_end);
+	tcase_add_test(tc, batch_all_or_nothing);
+	tcase_add_test(tc, unmap_validation);
+	tcase_add_test(tc, flush_validation);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("entries");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, direct_access_reads_and_writes_ram);
+	tcase_add_test(tc, map_range_counts_pages);
+	tcase_add_test(tc, map_idempotent);
+	tcase_add_test(tc, remap_other_frame);
+	tcase_add_test(tc, read_only_write_faults);
+	tcase_add_test(tc, aliases_share_data);
+	tcase_add_test(tc, views_are_separate);
+	tcase_add_test(tc, batch_stale_gen);
+	tcase_add_test(tc, batch_coalesces);
+	tcase_add_test(tc, batch_same_page_twice);
+	tcase_add_test(tc, large_guest_pages);
+	tcase_add_test(tc, guard_past_window_end);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("invalidate");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, unmap_faults_again);
+	tcase_add_test(tc, unmap_bumps_gen);
+	tcase_add_test(tc, unmap_whole_space);
+	tcase_add_test(tc, flush_full);
+	tcase_add_test(tc, flush_empty_view);
+	tcase_add_test(tc, flush_nonglobal_keeps_global);
+	tcase_add_test(tc, flush_nonglobal_interleaved);
+	tcase_add_test(tc, global_bit_follows_last_map);
+	tcase_add_test(tc, flush_all_spaces);
+	tcase_add_test(tc, ring_exhaustion);
+	tcase_add_test(tc, ring_of_one);
+	tcase_add_test(tc, background_reclaim);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("subpage");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, subpage_16k_host);
+	tcase_add_test(tc, subpage_64k_host);
+	tcase_add_test(tc, subpage_1k_guest);
+	tcase_add_test(tc, subpage_nonglobal_flush);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return fx_run(map_suite());
+}
