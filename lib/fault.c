@@ -225,6 +225,13 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	return 0;
 }
 
+BTMMU_EXPORT int btmmu_fault_resolved(const struct btmmu_fault *fault)
+{
+	if (!fault || !fault->ctx)
+		return -EINVAL;
+	return made_progress(fault->ctx, fault->host_addr, fault->access);
+}
+
 BTMMU_EXPORT int btmmu_fault_leave(struct btmmu_fault *fault)
 {
 	if (!fault)

@@ -113,6 +113,13 @@ struct btmmu_fault {
 typedef int (*btmmu_fault_fn)(struct btmmu_fault *fault, void *opaque);
 
 /*
+ * From the callback: would the faulting access succeed now? 1 if yes, 0 if
+ * not (decide between RETRY and your own slow path before returning, e.g.
+ * when the slow path leaves by siglongjmp()). Async-signal-safe.
+ */
+int btmmu_fault_resolved(const struct btmmu_fault *fault);
+
+/*
  * Call from the callback before leaving it by siglongjmp() (to raise a guest
  * exception): the fault stops counting as in progress on this thread, so a
  * later fault is not mistaken for recursion. Async-signal-safe.

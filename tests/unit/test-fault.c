@@ -147,6 +147,33 @@ START_TEST(slow_resume_pc)
 }
 END_TEST
 
+static int check_resolved(struct btmmu_fault *f)
+{
+	struct btmmu_map_req q = { .gva = 0xa000, .gpa = 0xa000, .len = 4096,
+				   .prot = BTMMU_PROT_READ };
+
+	ck_assert_int_eq(btmmu_fault_resolved(f), 0);
+	ck_assert_int_eq(btmmu_map(f->space, f->view, &q), 1);
+	/* Resolved for a read, not for a write. */
+	ck_assert_int_eq(btmmu_fault_resolved(f), f->access == BTMMU_ACCESS_READ);
+	return f->access == BTMMU_ACCESS_READ ? BTMMU_FAULT_RETRY : BTMMU_FAULT_SLOW;
+}
+
+/* The callback can ask whether what it installed resolves the fault. */
+START_TEST(fault_resolved)
+{
+	uint32_t v;
+
+	fx.policy = FX_CUSTOM;
+	fx.custom = check_resolved;
+	ck_assert_int_eq(btmmu_load32(fx_base(0) + 0xa000, &v), 0);
+	ck_assert_int_eq(btmmu_store32(fx_base(1) + 0xa000, 1), 1);
+	ck_assert_uint_eq(fx.nfaults, 2);
+	ck_assert_uint_eq(fx_stats().retry_no_progress, 0);
+	ck_assert_int_eq(btmmu_fault_resolved(NULL), -EINVAL);
+}
+END_TEST
+
 /* A RETRY that installed nothing becomes SLOW instead of looping. */
 START_TEST(retry_without_progress)
 {
@@ -499,6 +526,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, probe_widths);
 	tcase_add_test(tc, slow_resume_pc);
 	tcase_add_test(tc, retry_without_progress);
+	tcase_add_test(tc, fault_resolved);
 	tcase_add_test(tc, stale_region);
 	tcase_add_test(tc, admin_refused_in_callback);
 	suite_add_tcase(s, tc);
