@@ -214,9 +214,9 @@ struct btmmu_backend_ops {
 	/* Reserve len bytes aligned to align, no access. */
 	int (*reserve)(struct btmmu *ctx, uint64_t len, uint64_t align, uintptr_t *start);
 	int (*release)(struct btmmu *ctx, uintptr_t start, uint64_t len);
-	/* Map fd at fd_off over [addr, addr+len). */
+	/* Map fd at fd_off over [addr, addr+len); populate: fill page tables now. */
 	int (*install)(struct btmmu *ctx, uintptr_t addr, uint64_t len, int prot, int fd,
-		       uint64_t fd_off);
+		       uint64_t fd_off, bool populate);
 	int (*protect)(struct btmmu *ctx, uintptr_t addr, uint64_t len, int prot);
 	/* Back to no access, no mapping (restore the reservation). */
 	int (*clear)(struct btmmu *ctx, uintptr_t addr, uint64_t len);

@@ -25,7 +25,8 @@
 
 #include "internal.h"
 
-#define EVICT_BATCH_MIN 32u
+/* Evict up to 1/64 of the capacity beyond the need, at most this many. */
+#define EVICT_BATCH_MAX 256u
 
 static inline uint32_t hash64(uint64_t k, uint32_t mask)
 {
@@ -310,7 +311,7 @@ static void spans_reset(struct btmmu__region *r, bool global_too)
  * Installing stops at the first error; re-protecting goes on and returns
  * the first error.
  */
-static int apply_runs(struct btmmu *ctx, struct btmmu__entry *e, bool install)
+static int apply_runs(struct btmmu *ctx, struct btmmu__entry *e, bool install, bool populate)
 {
 	uintptr_t addr = e->region->start + e->off;
 	uint64_t hp = UINT64_C(1) << ctx->host_page_shift, us = unit_size(e);
@@ -325,7 +326,8 @@ static int apply_runs(struct btmmu *ctx, struct btmmu__entry *e, bool install)
 		if (off) {
 			if (install) {
 				rc = ctx->ops->install(ctx, addr + start, off - start,
-						       (int)run_prot, e->ram->fd, fd_off(e, start));
+						       (int)run_prot, e->ram->fd, fd_off(e, start),
+						       populate);
 				if (rc)
 					return rc;
 				btmmu__stat_add(&ctx->st.install_calls, 1);
@@ -378,8 +380,8 @@ static bool over_budget(const struct btmmu *ctx, uint64_t need_maps)
  */
 static bool make_room(struct btmmu *ctx, uint32_t need_entries, uint64_t need_maps)
 {
-	uint32_t batch =
-		BTMMU_MIN(BTMMU_MAX(EVICT_BATCH_MIN, (ctx->npool - 1) / 64), (ctx->npool - 1) / 2);
+	uint64_t cap = BTMMU_MIN((uint64_t)ctx->npool - 1, ctx->budget);
+	uint32_t batch = (uint32_t)BTMMU_MAX(UINT64_C(1), BTMMU_MIN(cap / 64, EVICT_BATCH_MAX));
 	uint64_t steps = 0, limit = 2 * (uint64_t)ctx->npool + 2;
 
 	if (ctx->nfree >= need_entries && !over_budget(ctx, need_maps))
@@ -481,6 +483,7 @@ struct run {
 	uint64_t len, fd_off;
 	int fd;
 	uint32_t prot;
+	bool populate;
 	unsigned n;
 	struct btmmu__entry *e[RUN_MAX];
 	int pages[RUN_MAX]; /* guest pages of the request each makes accessible */
@@ -491,6 +494,7 @@ struct mapper {
 	struct btmmu_space *sp;
 	struct btmmu__region *r;
 	struct run run;
+	bool populate; /* the request being mapped asks for BTMMU_MAP_POPULATE */
 	uint64_t pages; /* guest pages made directly accessible */
 	int err; /* first install error */
 };
@@ -521,7 +525,7 @@ static void run_flush(struct mapper *m)
 	if (!m->run.n)
 		return;
 	ret = ctx->ops->install(ctx, m->run.addr, m->run.len, (int)m->run.prot, m->run.fd,
-				m->run.fd_off);
+				m->run.fd_off, m->run.populate);
 	if (ret) {
 		run_fail(m, ret);
 	} else {
@@ -563,7 +567,7 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 	if (e->ram->ndenied && us > hp) {
 		/* Possibly several pieces: install alone. */
 		run_flush(m);
-		ret = apply_runs(ctx, e, true);
+		ret = apply_runs(ctx, e, true, m->populate);
 		e->flags &= (uint8_t)~BTMMU__E_PINNED;
 		if (ret) {
 			ctx->ops->clear(ctx, m->r->start + e->off, us);
@@ -580,7 +584,7 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 	prot = btmmu__entry_host_prot(ctx, e, 0);
 	if (m->run.n && (m->run.n == RUN_MAX || m->run.addr + m->run.len != m->r->start + e->off ||
 			 m->run.fd != e->ram->fd || m->run.fd_off + m->run.len != fd_off(e, 0) ||
-			 m->run.prot != prot))
+			 m->run.prot != prot || m->run.populate != m->populate))
 		run_flush(m);
 	if (!m->run.n) {
 		m->run.addr = m->r->start + e->off;
@@ -588,6 +592,7 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 		m->run.fd = e->ram->fd;
 		m->run.fd_off = fd_off(e, 0);
 		m->run.prot = prot;
+		m->run.populate = m->populate;
 	}
 	m->run.len += us;
 	m->run.pages[m->run.n] = subpages;
@@ -769,7 +774,7 @@ static int validate_req(const struct btmmu_space *sp, const struct btmmu_map_req
 {
 	uint64_t pm = (UINT64_C(1) << sp->page_shift) - 1;
 
-	if (q->flags & ~BTMMU_MAP_GLOBAL)
+	if (q->flags & ~(BTMMU_MAP_GLOBAL | BTMMU_MAP_POPULATE))
 		return -EINVAL;
 	if (!q->prot || (q->prot & ~BTMMU_PROT_RWX))
 		return -EINVAL;
@@ -792,6 +797,7 @@ static void map_req(struct mapper *m, const struct btmmu_map_req *q, struct btmm
 	/* Outside the window the translated code's check takes the slow path. */
 	if (!clip(sp, q->gva, q->len, &lo, &hi, &skip))
 		return;
+	m->populate = q->flags & BTMMU_MAP_POPULATE;
 	if (sp->unit_shift == sp->page_shift) {
 		for (off = lo; off < hi; off += us)
 			map_unit(m, off, q->gpa + skip + (off - lo), ram, q->prot, global);
@@ -1151,7 +1157,7 @@ static unsigned reapply(struct btmmu *ctx, struct btmmu__entry *e)
 	if (!(e->flags & BTMMU__E_INSTALLED) || e->region->state == BTMMU__REGION_TEARING)
 		return 0;
 	mark_uninstalled(ctx, e);
-	if (apply_runs(ctx, e, false)) {
+	if (apply_runs(ctx, e, false, false)) {
 		/* Rights unknown now: drop the entry, the next access faults. */
 		ctx->ops->clear(ctx, e->region->start + e->off, unit_size(e));
 		entry_unlink(ctx, e);

@@ -96,7 +96,8 @@ struct btmmu_fault {
 	uintptr_t pc;			/* host PC of the faulting instruction */
 	void *ucontext;			/* the signal's ucontext_t */
 	/*
-	 * Out, for BTMMU_FAULT_SLOW: host PC at which execution continues.
+	 * Out, for BTMMU_FAULT_SLOW (also a RETRY the dispatcher turns into
+	 * SLOW because it resolved nothing): host PC at which execution continues.
 	 * Left 0, the library resumes a fault taken in btmmu_load*() or
 	 * btmmu_store*() at its slow-path return; anywhere else a SLOW verdict
 	 * without resume_pc is treated as NOT_MINE (the process crashes).
@@ -246,6 +247,7 @@ static inline int btmmu_in_window(const struct btmmu_view_info *vi,
 
 /* btmmu_map_req.flags */
 #define BTMMU_MAP_GLOBAL	0x1u /* survives btmmu_flush(..., BTMMU_FLUSH_NONGLOBAL) */
+#define BTMMU_MAP_POPULATE	0x2u /* fill the host page tables now: for the page being accessed */
 
 struct btmmu_map_req {
 	uint64_t gva;			/* guest VA, guest-page aligned */

@@ -59,12 +59,13 @@ static int user_release(struct btmmu *ctx, uintptr_t start, uint64_t len)
 }
 
 static int user_install(struct btmmu *ctx, uintptr_t addr, uint64_t len, int prot, int fd,
-			uint64_t fd_off)
+			uint64_t fd_off, bool populate)
 {
+	int flags = MAP_SHARED | MAP_FIXED | (populate ? MAP_POPULATE : 0);
 	void *m;
 
 	(void)ctx;
-	m = mmap((void *)addr, len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)fd_off);
+	m = mmap((void *)addr, len, prot, flags, fd, (off_t)fd_off);
 	return m == MAP_FAILED ? -errno : 0;
 }
 

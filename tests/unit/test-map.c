@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Shadow entries: map, batch, unmap, flush; page sizes around the host's. */
+#include <stdio.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -432,6 +433,47 @@ START_TEST(batch_same_page_twice)
 }
 END_TEST
 
+/* Is the host page table entry of addr filled (pagemap bit 63)? */
+static int host_present(uintptr_t addr)
+{
+	uint64_t e = 0;
+	FILE *f = fopen("/proc/self/pagemap", "r");
+
+	if (!f)
+		return -1;
+	if (fseek(f, (long)(addr / 4096 * 8), SEEK_SET) || fread(&e, 8, 1, f) != 1)
+		e = 0;
+	fclose(f);
+	return (int)(e >> 63);
+}
+
+/* BTMMU_MAP_POPULATE fills the host page tables at install. */
+START_TEST(map_populate)
+{
+	set_ram32(0x6000, 6); /* make the guest frames exist */
+	set_ram32(0x7000, 7);
+	ck_assert_int_eq(fx_map(0, 0x20000, 0x6000, 4096, RW, 0), 1);
+	ck_assert_int_eq(fx_map(0, 0x30000, 0x7000, 4096, RW, BTMMU_MAP_POPULATE), 1);
+	if (host_present(fx_base(0) + 0x30000) < 0)
+		return; /* no pagemap: nothing to observe */
+	ck_assert_int_eq(host_present(fx_base(0) + 0x20000), 0);
+	ck_assert_int_eq(host_present(fx_base(0) + 0x30000), 1);
+	/* Different populate flags do not coalesce, but both install. */
+	{
+		struct btmmu_map_req q[2] = {
+			{ .gva = 0x40000, .gpa = 0x6000, .len = 4096, .prot = R },
+			{ .gva = 0x41000, .gpa = 0x7000, .len = 4096, .prot = R,
+			  .flags = BTMMU_MAP_POPULATE },
+		};
+		unsigned long calls = fx_stats().install_calls;
+
+		ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, q, 2, 0), 2);
+		ck_assert_uint_eq(fx_stats().install_calls, calls + 2);
+		ck_assert_int_eq(host_present(fx_base(0) + 0x41000), 1);
+	}
+}
+END_TEST
+
 /* Scattered frames need one host call each; neighbours coalesce. */
 START_TEST(batch_coalesces)
 {
@@ -673,6 +715,7 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, batch_stale_gen);
 	tcase_add_test(tc, batch_coalesces);
 	tcase_add_test(tc, batch_same_page_twice);
+	tcase_add_test(tc, map_populate);
 	tcase_add_test(tc, large_guest_pages);
 	tcase_add_test(tc, guard_past_window_end);
 	suite_add_tcase(s, tc);
