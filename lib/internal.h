@@ -75,7 +75,7 @@ struct btmmu__region {
 	struct btmmu__view *view;
 	uint32_t id;			/* key of the entry hash */
 	enum btmmu__region_state state;
-	uint32_t head;			/* first entry (pool index), 0: none */
+	uint32_t head[2];		/* entry lists (pool index, 0: none): [0] not global, [1] global */
 	uint64_t nentries;		/* entries, pending ones included */
 	uint64_t nglobal;		/* installed entries marked global */
 	uint64_t pieces;		/* host mappings of installed entries */
@@ -125,6 +125,7 @@ struct btmmu_ram {
 #define BTMMU__E_REF		0x4u	/* clock bit for eviction */
 #define BTMMU__E_FREE		0x8u
 #define BTMMU__E_PINNED		0x10u	/* being installed: not evictable */
+#define BTMMU__E_GLIST		0x20u	/* on the region's global list */
 
 struct btmmu__entry {
 	uint32_t va_next;		/* hash chain by (region, off); free list */

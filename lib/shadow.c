@@ -119,6 +119,45 @@ struct btmmu__entry *btmmu__entry_find(struct btmmu *ctx, const struct btmmu__re
 	return NULL;
 }
 
+/*
+ * A region keeps its entries on two lists, global and not, so that a
+ * non-global flush visits only the entries it drops.
+ */
+static void list_add(struct btmmu *ctx, struct btmmu__region *r, struct btmmu__entry *e, int g)
+{
+	uint32_t idx = btmmu__idx(ctx, e);
+
+	e->reg_prev = 0;
+	e->reg_next = r->head[g];
+	if (r->head[g])
+		ctx->pool[r->head[g]].reg_prev = idx;
+	r->head[g] = idx;
+	e->flags = (uint8_t)(g ? e->flags | BTMMU__E_GLIST : e->flags & ~BTMMU__E_GLIST);
+}
+
+static void list_del(struct btmmu *ctx, struct btmmu__region *r, struct btmmu__entry *e)
+{
+	if (e->reg_prev)
+		ctx->pool[e->reg_prev].reg_next = e->reg_next;
+	else
+		r->head[!!(e->flags & BTMMU__E_GLIST)] = e->reg_next;
+	if (e->reg_next)
+		ctx->pool[e->reg_next].reg_prev = e->reg_prev;
+}
+
+static bool entry_global(const struct btmmu__entry *e);
+
+/* After a change of the entry's global pages: keep it on the right list. */
+static void list_fix(struct btmmu *ctx, struct btmmu__entry *e)
+{
+	int g = entry_global(e);
+
+	if (g != !!(e->flags & BTMMU__E_GLIST)) {
+		list_del(ctx, e->region, e);
+		list_add(ctx, e->region, e, g);
+	}
+}
+
 static void entry_link(struct btmmu *ctx, struct btmmu__region *r, struct btmmu__entry *e)
 {
 	uint32_t b = va_bucket(ctx, r, e->off), idx = btmmu__idx(ctx, e);
@@ -126,11 +165,7 @@ static void entry_link(struct btmmu *ctx, struct btmmu__region *r, struct btmmu_
 	e->region = r;
 	e->va_next = ctx->va_hash[b];
 	ctx->va_hash[b] = idx;
-	e->reg_prev = 0;
-	e->reg_next = r->head;
-	if (r->head)
-		ctx->pool[r->head].reg_prev = idx;
-	r->head = idx;
+	list_add(ctx, r, e, 0);
 	r->nentries++;
 }
 
@@ -144,12 +179,7 @@ static void entry_unlink(struct btmmu *ctx, struct btmmu__entry *e)
 	while (*pp != idx)
 		pp = &ctx->pool[*pp].va_next;
 	*pp = e->va_next;
-	if (e->reg_prev)
-		ctx->pool[e->reg_prev].reg_next = e->reg_next;
-	else
-		r->head = e->reg_next;
-	if (e->reg_next)
-		ctx->pool[e->reg_next].reg_prev = e->reg_prev;
+	list_del(ctx, r, e);
 	r->nentries--;
 	if (e->ram)
 		e->ram->users--;
@@ -420,8 +450,8 @@ static bool make_room(struct btmmu *ctx, uint32_t need_entries, uint64_t need_ma
  */
 void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, bool syscalls)
 {
-	while (r->head) {
-		struct btmmu__entry *e = &ctx->pool[r->head];
+	while (r->head[0] || r->head[1]) {
+		struct btmmu__entry *e = &ctx->pool[r->head[0] ? r->head[0] : r->head[1]];
 
 		/* The region's counts are reset below: skip per-entry accounting. */
 		if (e->flags & BTMMU__E_INSTALLED) {
@@ -599,13 +629,15 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 	m->run.e[m->run.n++] = e;
 }
 
-static void set_rights(struct btmmu__entry *e, uint64_t bits, uint32_t prot, bool global)
+static void set_rights(struct btmmu *ctx, struct btmmu__entry *e, uint64_t bits, uint32_t prot,
+		       bool global)
 {
 	e->rmask = (prot & BTMMU_PROT_READ) ? e->rmask | bits : e->rmask & ~bits;
 	e->wmask = (prot & BTMMU_PROT_WRITE) ? e->wmask | bits : e->wmask & ~bits;
 	e->xmask = (prot & BTMMU_PROT_EXEC) ? e->xmask | bits : e->xmask & ~bits;
 	e->gmask = global ? e->gmask | bits : e->gmask & ~bits;
 	e->present |= bits;
+	list_fix(ctx, e);
 }
 
 /* Find or create the entry at off; NULL when the pool cannot make room. */
@@ -647,7 +679,7 @@ static void map_unit(struct mapper *m, uint64_t off, uint64_t gpa, struct btmmu_
 		if (e->gpa == gpa && e->ram == ram && entry_want(e) == prot) {
 			if (entry_global(e) != global) {
 				mark_uninstalled(ctx, e);
-				set_rights(e, 1, prot, global);
+				set_rights(ctx, e, 1, prot, global);
 				mark_installed(ctx, e);
 			}
 			e->flags |= BTMMU__E_REF;
@@ -665,7 +697,7 @@ static void map_unit(struct mapper *m, uint64_t off, uint64_t gpa, struct btmmu_
 	}
 	e->gpa = gpa;
 	e->present = 0;
-	set_rights(e, 1, prot, global);
+	set_rights(ctx, e, 1, prot, global);
 	queue_install(m, e, 1);
 }
 
@@ -709,7 +741,7 @@ static void map_subpages(struct mapper *m, uint64_t off, uint64_t bits, unsigned
 	} else if (e->gpa != base || e->ram != ram) {
 		e->flags |= BTMMU__E_NONUNIFORM;
 	}
-	set_rights(e, bits, prot, global);
+	set_rights(ctx, e, bits, prot, global);
 	if (e->present != sp->sub_full || (e->flags & BTMMU__E_NONUNIFORM)) {
 		if (was) /* a page no longer fits: the host page must go */
 			ctx->ops->clear(ctx, m->r->start + off, us);
@@ -923,6 +955,7 @@ static unsigned unmap_entry(struct btmmu *ctx, struct btmmu__entry *e, uint64_t 
 		entry_unlink(ctx, e);
 		return 1;
 	}
+	list_fix(ctx, e);
 	return 0;
 }
 
@@ -941,14 +974,18 @@ static unsigned unmap_region(struct btmmu *ctx, struct btmmu__region *r, uint64_
 				n += unmap_entry(ctx, e, lo, hi, &clo, &chi);
 		}
 	} else {
-		uint32_t i = r->head;
+		int g;
 
-		while (i) {
-			struct btmmu__entry *e = &ctx->pool[i];
+		for (g = 0; g < 2; g++) {
+			uint32_t i = r->head[g];
 
-			i = e->reg_next;
-			if (e->off + us > lo && e->off < hi)
-				n += unmap_entry(ctx, e, lo, hi, &clo, &chi);
+			while (i) {
+				struct btmmu__entry *e = &ctx->pool[i];
+
+				i = e->reg_next;
+				if (e->off + us > lo && e->off < hi)
+					n += unmap_entry(ctx, e, lo, hi, &clo, &chi);
+			}
 		}
 	}
 	if (clo < chi)
@@ -1057,7 +1094,7 @@ static bool flush_full(struct btmmu *ctx, struct btmmu_space *sp, unsigned v)
 static void flush_nonglobal(struct btmmu *ctx, struct btmmu__region *r)
 {
 	bool disjoint = r->g_lo >= r->g_hi || r->ng_hi <= r->g_lo || r->g_hi <= r->ng_lo;
-	uint32_t i = r->head;
+	uint32_t i = r->head[0];
 	uint64_t clo = UINT64_MAX, chi = 0;
 
 	while (i) {
@@ -1065,8 +1102,6 @@ static void flush_nonglobal(struct btmmu *ctx, struct btmmu__region *r)
 		uint64_t us = unit_size(e);
 
 		i = e->reg_next;
-		if (entry_global(e))
-			continue;
 		if (e->flags & BTMMU__E_INSTALLED) {
 			mark_uninstalled(ctx, e);
 			if (!disjoint) {
@@ -1080,6 +1115,8 @@ static void flush_nonglobal(struct btmmu *ctx, struct btmmu__region *r)
 		e->present &= e->gmask;
 		if (!e->present)
 			entry_unlink(ctx, e);
+		else
+			list_fix(ctx, e);
 	}
 	if (clo < chi)
 		ctx->ops->clear(ctx, r->start + clo, chi - clo);
