@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 #
 # Build QEMU 10.0.2 (TCG only; i386-softmmu and x86_64-softmmu) with the
-# patches in patches/series, leaving adapters/qemu/build/qemu-system-i386 and
-# adapters/qemu/build/qemu-system-x86_64.
+# patches in patches/series, linked with the in-tree libbtmmu, leaving
+# adapters/qemu/build/qemu-system-i386 and adapters/qemu/build/qemu-system-x86_64
+# (-accel tcg,btmmu=on turns the adapter on).
 #
 #   1. deps.sh (skipped with BTMMU_NO_DEPS=1);
 #   2. fetch.sh: verified pristine tree in .cache/src/qemu-10.0.2;
@@ -27,6 +28,8 @@
 #                                 two binaries, about 1,670 of the 2,651 steps;
 #                                 "all" adds QEMU's tests and contrib plugins)
 #   BTMMU_QEMU_CACHE              cache directory (default adapters/qemu/.cache)
+#   BTMMU_TOP_BUILDDIR            where libbtmmu is configured (default: the
+#                                 source tree, as ./setup does)
 #   PKG_CONFIG, PKG_CONFIG_PATH, PKG_CONFIG_LIBDIR, CC, CFLAGS, LDFLAGS
 #                                 passed on to configure; a change reconfigures
 
@@ -143,17 +146,37 @@ configure_args=(
 )
 
 # ---- libbtmmu ----------------------------------------------------------------
-# Later patches make QEMU link against the in-tree libbtmmu, which meson
-# finds with `pkg-config libbtmmu`: point PKG_CONFIG_PATH at the directory
-# that holds libbtmmu.pc. The configure option such a patch adds goes here
-# (e.g. configure_args+=(--enable-btmmu)). For now no QEMU code uses it and
-# this only reports what pkg-config sees.
-if pkg-config --exists libbtmmu 2>/dev/null; then
-    log "libbtmmu $(pkg-config --modversion libbtmmu) found by pkg-config" \
-        "(not used by QEMU yet)"
-else
-    log "libbtmmu not found by pkg-config (not used by QEMU yet)"
+# QEMU links the in-tree libbtmmu, found with `pkg-config libbtmmu`: install
+# the project's build (./setup configures it) into the cache, keep only the
+# static archive so the binaries do not depend on a library path, and point
+# PKG_CONFIG_PATH at its libbtmmu.pc.
+top=$(cd "$here/../.." && pwd)
+topbuild=${BTMMU_TOP_BUILDDIR:-$top}
+[[ -f $topbuild/Makefile ]] ||
+    die "libbtmmu is not configured in $topbuild: run ./setup first"
+make -C "$topbuild" -s lib/libbtmmu.la </dev/null >/dev/null ||
+    die "building libbtmmu in $topbuild failed"
+libroot=$CACHE/libbtmmu
+# Reinstall only when the library or its headers changed: fresh header
+# dates would make ninja recompile what includes them.
+srcsig=$(cat "$topbuild/lib/.libs/libbtmmu.a" "$top/include/btmmu/btmmu.h" \
+    "$topbuild/include/btmmu/version.h" | sha256sum | cut -d' ' -f1)
+if [[ ! -f $libroot.stamp || $(<"$libroot.stamp") != "$srcsig" ]]; then
+    rm -rf "$libroot" "$libroot.stamp"
+    make -C "$topbuild" -s install DESTDIR="$libroot" </dev/null >/dev/null 2>&1 ||
+        die "installing libbtmmu into $libroot failed"
+    find "$libroot" \( -name 'libbtmmu.so*' -o -name libbtmmu.la \) -delete
+    pc=$(find "$libroot" -name libbtmmu.pc | head -n 1)
+    [[ -n $pc ]] || die "libbtmmu.pc was not installed into $libroot"
+    sed -i "s|^prefix=.*|prefix=$(cd "$(dirname "$pc")/../.." && pwd)|" "$pc"
+    printf '%s\n' "$srcsig" >"$libroot.stamp"
 fi
+pc=$(find "$libroot" -name libbtmmu.pc | head -n 1)
+PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+export PKG_CONFIG_PATH
+log "libbtmmu $(pkg-config --modversion libbtmmu) from $topbuild"
+configure_args+=(--enable-btmmu)
+libsig=$(sha256sum "$(find "$libroot" -name libbtmmu.a | head -n 1)" | cut -d' ' -f1)
 # ------------------------------------------------------------------------------
 
 extra=()
@@ -204,6 +227,11 @@ done
 
 # --- 5. build ----------------------------------------------------------------
 
+# ninja does not see the static library as an input: relink when it changed.
+if [[ ! -f $BUILD/.btmmu-lib || $(<"$BUILD/.btmmu-lib") != "$libsig" ]]; then
+    rm -f "$BUILD/qemu-system-i386" "$BUILD/qemu-system-x86_64"
+fi
+
 jobs=${BTMMU_QEMU_JOBS:-$(nproc)}
 read -r -a targets <<<"${BTMMU_QEMU_NINJA_TARGETS:-qemu-system-i386 qemu-system-x86_64}"
 ninja -C "$BUILD" -j "$jobs" "${targets[@]}" </dev/null ||
@@ -213,3 +241,4 @@ for b in qemu-system-i386 qemu-system-x86_64; do
     [[ -x $BUILD/$b ]] || die "ninja finished but $BUILD/$b is missing"
     log "built $BUILD/$b"
 done
+printf '%s\n' "$libsig" >"$BUILD/.btmmu-lib"
