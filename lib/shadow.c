@@ -1215,13 +1215,28 @@ static unsigned apply_rights(struct btmmu *ctx, struct btmmu_ram *ram, uint64_t 
 		if (ctx->unit_shifts & (UINT32_C(1) << s))
 			lookups += (len >> s) + 2;
 	}
-	if (lookups > ctx->live_entries) {
-		for (i = 1; i < ctx->npool; i++) {
-			struct btmmu__entry *e = &ctx->pool[i];
+	/* Fewer entries than lookups: visit the entries, region by region. */
+	if (lookups > ctx->npool - 1 - ctx->nfree) {
+		struct btmmu_space *sp;
 
-			if ((e->flags & BTMMU__E_INSTALLED) && e->ram == ram &&
-			    overlaps(e, gpa, len))
-				n += reapply(ctx, e);
+		cds_list_for_each_entry(sp, &ctx->spaces, node) {
+			size_t r, nreg = (size_t)sp->nviews * sp->nring;
+
+			for (r = 0; r < nreg; r++) {
+				struct btmmu__region *reg = &sp->views[0].ring[r];
+				int g;
+
+				for (g = 0; g < 2; g++) {
+					for (i = reg->head[g]; i;) {
+						struct btmmu__entry *e = &ctx->pool[i];
+
+						i = e->reg_next; /* reapply may drop e */
+						if ((e->flags & BTMMU__E_INSTALLED) &&
+						    e->ram == ram && overlaps(e, gpa, len))
+							n += reapply(ctx, e);
+					}
+				}
+			}
 		}
 		return n;
 	}
