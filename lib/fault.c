@@ -33,6 +33,8 @@ extern const char btmmu__probe_begin[], btmmu__probe_end[], btmmu__probe_fixup[]
 static __thread struct {
 	unsigned depth;
 	uintptr_t frame;
+	/* The last fault this thread resolved with RETRY. */
+	uintptr_t last_pc, last_addr;
 } tls __attribute__((tls_model("initial-exec")));
 
 bool btmmu__in_callback(void)
@@ -190,6 +192,16 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	ctx = fault_prepare((uintptr_t)info->si_addr, uc, &f);
 	if (!ctx)
 		return 0;
+	/*
+	 * The same instruction faulting again at the same address right after
+	 * a RETRY that made it readable needed more: where the host cannot
+	 * tell a write from a read (no ESR record in an aarch64 signal frame),
+	 * it was a write.
+	 */
+	if (f.pc == tls.last_pc && f.host_addr == tls.last_addr &&
+	    f.access == BTMMU_ACCESS_READ)
+		f.access = BTMMU_ACCESS_WRITE;
+	tls.last_pc = tls.last_addr = 0;
 	if (!ctx->fault_fn) {
 		btmmu__stat_add(&ctx->st.faults_not_mine, 1);
 		return 0;
@@ -204,6 +216,8 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	if (verdict == BTMMU_FAULT_RETRY) {
 		if (made_progress(ctx, f.host_addr, f.access)) {
 			btmmu__stat_add(&ctx->st.faults_retry, 1);
+			tls.last_pc = f.pc;
+			tls.last_addr = f.host_addr;
 			return 1;
 		}
 		btmmu__stat_add(&ctx->st.retry_no_progress, 1);

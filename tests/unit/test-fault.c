@@ -395,6 +395,43 @@ START_TEST(dispatch_rejects_other_signals)
 }
 END_TEST
 
+#if defined(__x86_64__)
+/*
+ * Where the host cannot say the access was a write (here: a signal frame
+ * with no page-fault trap number), the same fault right after a RETRY that
+ * made the page readable is taken as a write.
+ */
+START_TEST(repeat_after_retry_is_a_write)
+{
+	siginfo_t si;
+	ucontext_t uc;
+
+	fx_close();
+	fx_open(0, BTMMU_OPEN_NO_HANDLER);
+	fx_space(32, 12, 0);
+	fx_add_pte(0x7000, 0x7000, R);
+	memset(&si, 0, sizeof(si));
+	memset(&uc, 0, sizeof(uc));
+	si.si_code = SEGV_ACCERR;
+	si.si_addr = (void *)(fx_base(0) + 0x7010);
+	uc.uc_mcontext.gregs[REG_RIP] = 0x1234;
+	ck_assert_int_eq(btmmu_fault_dispatch(SIGSEGV, &si, &uc), 1);
+	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_READ);
+	/* Again: now a write, which the read-only page cannot resolve. */
+	fx.last.resume_pc = 0;
+	ck_assert_int_eq(btmmu_fault_dispatch(SIGSEGV, &si, &uc), 0);
+	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_WRITE);
+	ck_assert_uint_eq(fx_stats().retry_no_progress, 1);
+	/* Only a RETRY is remembered: the next one is a read again. */
+	fx.pte[0].prot = RW;
+	ck_assert_int_eq(btmmu_fault_dispatch(SIGSEGV, &si, &uc), 1);
+	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_READ);
+	ck_assert_int_eq(btmmu_fault_dispatch(SIGSEGV, &si, &uc), 1);
+	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_WRITE);
+}
+END_TEST
+#endif
+
 static int admin_in_callback(struct btmmu_fault *f)
 {
 	struct btmmu_open_args oa = { .size = sizeof(oa) };
@@ -548,6 +585,9 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, leave_outside_callback);
 	tcase_add_test(tc, manual_dispatch);
 	tcase_add_test(tc, dispatch_rejects_other_signals);
+#if defined(__x86_64__)
+	tcase_add_test(tc, repeat_after_retry_is_a_write);
+#endif
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");
