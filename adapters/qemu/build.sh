@@ -25,7 +25,8 @@
 #                                 /usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu)
 #   BTMMU_QEMU_JOBS               ninja -j value (default: nproc)
 #   BTMMU_QEMU_NINJA_TARGETS      ninja targets, split on blanks (default: the
-#                                 two binaries, about 1,670 of the 2,651 steps;
+#                                 two binaries and the mem plugin that
+#                                 make check-qemu uses, ~1,670 of 2,651 steps;
 #                                 "all" adds QEMU's tests and contrib plugins)
 #   BTMMU_QEMU_CACHE              cache directory (default adapters/qemu/.cache)
 #   BTMMU_TOP_BUILDDIR            where libbtmmu is configured (default: the
@@ -233,7 +234,7 @@ if [[ ! -f $BUILD/.btmmu-lib || $(<"$BUILD/.btmmu-lib") != "$libsig" ]]; then
 fi
 
 jobs=${BTMMU_QEMU_JOBS:-$(nproc)}
-read -r -a targets <<<"${BTMMU_QEMU_NINJA_TARGETS:-qemu-system-i386 qemu-system-x86_64}"
+read -r -a targets <<<"${BTMMU_QEMU_NINJA_TARGETS:-qemu-system-i386 qemu-system-x86_64 tests/tcg/plugins/libmem.so}"
 ninja -C "$BUILD" -j "$jobs" "${targets[@]}" </dev/null ||
     die "ninja failed in $BUILD"
 
