@@ -107,7 +107,8 @@ static unsigned fault_flags(struct btmmu *ctx, struct btmmu__region *r, uint64_t
  * Look the address up and fill the fault. Returns the context, or NULL if
  * the address is not in any region.
  */
-static struct btmmu *fault_prepare(uintptr_t addr, ucontext_t *uc, struct btmmu_fault *f)
+static struct btmmu *fault_prepare(uintptr_t addr, ucontext_t *uc, struct btmmu_fault *f,
+				   bool *guessed)
 {
 	struct btmmu__region *r;
 	struct btmmu_space *sp;
@@ -143,6 +144,8 @@ static struct btmmu *fault_prepare(uintptr_t addr, ucontext_t *uc, struct btmmu_
 	f->host_addr = addr;
 	f->pc = btmmu__arch_pc(uc);
 	f->access = btmmu__arch_access(uc);
+	*guessed = f->access & BTMMU__ACCESS_GUESSED;
+	f->access &= ~BTMMU__ACCESS_GUESSED;
 	f->ucontext = uc;
 	f->gen = atomic_load_explicit(&r->view->gen, memory_order_acquire);
 	btmmu__spin_lock(&ctx->lock);
@@ -177,6 +180,7 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	struct btmmu_fault f;
 	struct btmmu *ctx;
 	uintptr_t resume;
+	bool guessed;
 	int verdict;
 
 	if (sig != SIGSEGV || !info || !uc || info->si_code <= 0)
@@ -189,17 +193,17 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 		}
 		tls.depth = 0; /* the previous callback left by siglongjmp */
 	}
-	ctx = fault_prepare((uintptr_t)info->si_addr, uc, &f);
+	ctx = fault_prepare((uintptr_t)info->si_addr, uc, &f, &guessed);
 	if (!ctx)
 		return 0;
 	/*
-	 * The same instruction faulting again at the same address right after
-	 * a RETRY that made it readable needed more: where the host cannot
-	 * tell a write from a read (no ESR record in an aarch64 signal frame),
-	 * it was a write.
+	 * Where the host cannot tell a write from a read (no ESR record in an
+	 * aarch64 signal frame), the same instruction faulting again at the
+	 * same address right after a RETRY that made it readable needed more:
+	 * it was a write. Decoded kinds are never second-guessed (the guest may
+	 * legitimately make the same read fault again, e.g. after revoking it).
 	 */
-	if (f.pc == tls.last_pc && f.host_addr == tls.last_addr &&
-	    f.access == BTMMU_ACCESS_READ)
+	if (guessed && f.pc == tls.last_pc && f.host_addr == tls.last_addr)
 		f.access = BTMMU_ACCESS_WRITE;
 	tls.last_pc = tls.last_addr = 0;
 	if (!ctx->fault_fn) {

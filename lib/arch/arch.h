@@ -12,6 +12,9 @@
 
 #include "btmmu/btmmu.h"
 
+/* Or'ed into btmmu__arch_access(): the kind was not decoded, only guessed. */
+#define BTMMU__ACCESS_GUESSED 0x100u
+
 #if defined(__x86_64__)
 
 static inline uintptr_t btmmu__arch_pc(const ucontext_t *uc)
@@ -34,13 +37,11 @@ static inline unsigned btmmu__arch_access(const ucontext_t *uc)
 {
 	uint64_t err = (uint64_t)uc->uc_mcontext.gregs[REG_ERR];
 
-	if (uc->uc_mcontext.gregs[REG_TRAPNO] == 14) {
-		if (err & 0x10)
-			return BTMMU_ACCESS_EXEC;
-		if (err & 0x2)
-			return BTMMU_ACCESS_WRITE;
-	}
-	return BTMMU_ACCESS_READ;
+	if (uc->uc_mcontext.gregs[REG_TRAPNO] != 14)
+		return BTMMU_ACCESS_READ | BTMMU__ACCESS_GUESSED;
+	if (err & 0x10)
+		return BTMMU_ACCESS_EXEC;
+	return (err & 0x2) ? BTMMU_ACCESS_WRITE : BTMMU_ACCESS_READ;
 }
 
 #elif defined(__aarch64__)
@@ -83,7 +84,7 @@ static inline unsigned btmmu__arch_access(const ucontext_t *uc)
 		}
 		p += h->size;
 	}
-	return BTMMU_ACCESS_READ;
+	return BTMMU_ACCESS_READ | BTMMU__ACCESS_GUESSED;
 }
 
 #else

@@ -428,6 +428,19 @@ START_TEST(repeat_after_retry_is_a_write)
 	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_READ);
 	ck_assert_int_eq(btmmu_fault_dispatch(SIGSEGV, &si, &uc), 1);
 	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_WRITE);
+	/*
+	 * A decoded read (page-fault trap, error code without W) is never
+	 * second-guessed: a guest may make the same read fault again.
+	 */
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x7000, 4096), 1);
+	fx.pte[0].prot = R;
+	uc.uc_mcontext.gregs[REG_TRAPNO] = 14;
+	uc.uc_mcontext.gregs[REG_ERR] = 0x4;
+	ck_assert_int_eq(btmmu_fault_dispatch(SIGSEGV, &si, &uc), 1);
+	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_READ);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x7000, 4096), 1);
+	ck_assert_int_eq(btmmu_fault_dispatch(SIGSEGV, &si, &uc), 1);
+	ck_assert_uint_eq(fx.last.access, BTMMU_ACCESS_READ);
 }
 END_TEST
 #endif
