@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #define MAX_POOL (UINT64_C(1) << 24)
+#define DEFAULT_POOL_MAX (UINT64_C(1) << 18)
 #define MIN_BUDGET 64u
 
 /* Budgets handed to live contexts, so two contexts don't both take it all. */
@@ -111,9 +112,15 @@ BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **c
 		budget = UINT64_MAX;
 	else
 		budget = a.max_mappings ? a.max_mappings : auto_budget();
+	/*
+	 * Entries that are neighbours in the region and in the file merge into
+	 * one host mapping, so a budget of mappings holds several times as many
+	 * entries (a guest kernel's direct map installed by large pages is one
+	 * mapping per run). Cap: 256Ki entries (~24 MiB) unless asked.
+	 */
 	pool = a.max_entries;
 	if (!pool)
-		pool = BTMMU_MIN(budget, UINT64_C(1) << 20);
+		pool = BTMMU_MIN(BTMMU_MIN(budget, UINT64_MAX / 4) * 4, DEFAULT_POOL_MAX);
 	pool = BTMMU_MAX(pool, UINT64_C(16));
 
 	ctx = calloc(1, sizeof(*ctx));
