@@ -32,6 +32,12 @@ import subprocess
 import sys
 
 MIN_HEADROOM = 0.05
+# The targets: geomean A/B over the memory-bound workloads, every
+# workload's A/B (the fork-heavy ones too), and boot to /init.
+MEMORY_BOUND = ("ptrchase", "randrmw", "qsort", "seqcopy", "lzcomp")
+TARGET_GEOMEAN = 1.6
+TARGET_FLOOR = 0.95
+TARGET_BOOT = 1.0
 MIN_CPU_WORK = 1.0  # seconds: below this the boot-run subtraction dominates
 
 
@@ -125,6 +131,18 @@ def main(d):
     gm["limit_fraction"] = fraction(gm["speedup"], gm["user_speedup"])
     gm["limit_fraction_cpu"] = fraction(gm["speedup_cpu"], gm["user_speedup_cpu"])
 
+    mb = [r for r in rows if r["workload"] in MEMORY_BOUND]
+    low = min(rows, key=lambda r: r["speedup"] or 0) if rows else None
+    targets = {
+        "memory_bound_workloads": [r["workload"] for r in mb],
+        "memory_bound_geomean": geomean([r["speedup"] for r in mb]) if mb else None,
+        "memory_bound_geomean_target": TARGET_GEOMEAN,
+        "lowest_workload": low["workload"] if low else None,
+        "lowest_speedup": low["speedup"] if low else None,
+        "lowest_speedup_target": TARGET_FLOOR,
+        "boot_target": TARGET_BOOT,
+    }
+
     boot = {}
     for cfg in ("A", "B"):
         for metric in ("boot_to_init", "guest_uptime_at_init"):
@@ -165,6 +183,19 @@ def main(d):
     lines.append(f"boot to /init (host wall clock, median): A {fmt(ba)} s, B {fmt(bb)} s, A/B {fmt(boot['speedup'])}; "
                  f"guest uptime at /init: A {fmt(boot['A']['guest_uptime_at_init']['median'], '{:.2f}')} s, "
                  f"B {fmt(boot['B']['guest_uptime_at_init']['median'], '{:.2f}')} s")
+    targets["boot_speedup"] = boot["speedup"]
+
+    def verdict(x, target):
+        return "-" if x is None else ("met" if x >= target else f"missed by {100 * (1 - x / target):.0f}%")
+
+    lines.append("")
+    lines.append(f"targets: memory-bound geomean A/B ({', '.join(targets['memory_bound_workloads'])}) "
+                 f"{fmt(targets['memory_bound_geomean'])}, target {TARGET_GEOMEAN}: "
+                 f"{verdict(targets['memory_bound_geomean'], TARGET_GEOMEAN)}")
+    lines.append(f"         lowest A/B {fmt(targets['lowest_speedup'])} ({targets['lowest_workload']}), "
+                 f"target {TARGET_FLOOR}: {verdict(targets['lowest_speedup'], TARGET_FLOOR)}")
+    lines.append(f"         boot A/B {fmt(boot['speedup'])}, target {TARGET_BOOT}: "
+                 f"{verdict(boot['speedup'], TARGET_BOOT)}")
     for p in problems:
         lines.append(f"PROBLEM: {p}")
     table = "\n".join(lines) + "\n"
@@ -189,6 +220,7 @@ def main(d):
         "workloads": rows,
         "geomean": gm,
         "boot": boot,
+        "targets": targets,
         "problems": problems,
     }
     with open(os.path.join(d, "results.json"), "w") as f:
