@@ -2418,6 +2418,79 @@ static void t_compat_mode(void)
 }
 #endif
 
+/* ---- data breakpoints (DR0-DR7): QEMU's watchpoints ------------------ */
+
+#define VEC_DB     1
+#define DR7_L0     (1u << 0)
+#define DR7_RW0(x) ((unsigned)(x) << 16)   /* 1: write, 3: read or write */
+#define DR7_LEN0(x) ((unsigned)(x) << 18)  /* 3: 4 bytes */
+#define DR6_B0     (1u << 0)
+
+static inline void wr_dr0(ureg v) { __asm__ volatile("mov %0,%%db0" :: "r"(v) : "memory"); }
+static inline void wr_dr6(ureg v) { __asm__ volatile("mov %0,%%db6" :: "r"(v) : "memory"); }
+static inline void wr_dr7(ureg v) { __asm__ volatile("mov %0,%%db7" :: "r"(v) : "memory"); }
+static inline ureg rd_dr6(void) { ureg v; __asm__ volatile("mov %%db6,%0" : "=r"(v)); return v; }
+
+/*
+ * A data breakpoint is a watchpoint in QEMU: the page's softmmu TLB entry
+ * gets TLB_WATCHPOINT and every access to it takes the slow path. With
+ * btmmu the page may already be in the shadow when the breakpoint is set:
+ * setting it must drop the shadow entry, or the access would go direct and
+ * never trap. Data breakpoints trap after the access, which completes.
+ * They match linear addresses: an alias of the same frame does not trap.
+ */
+static void t_watchpoint(void)
+{
+    uintptr_t f = frame_alloc();
+    uint64_t x;
+    int v;
+
+    fill_pat(f, 5);
+    map(TV(0), f, PTE_RW);
+    map(TV(1), f, PTE_RW);
+    /* installed (direct) before the breakpoint exists */
+    expect_ok("store before the breakpoint", wr(M_K, TV(0) + 0x100, 4, 0x11111111));
+    expect_ok("load before the breakpoint", rd(M_K, TV(0) + 0x100, 4, &x));
+    CHECK_EQ("load before the breakpoint: value", 0x11111111, x & 0xFFFFFFFFu);
+    expect_ok("alias load before the breakpoint", rd(M_K, TV(1) + 0x100, 4, &x));
+
+    wr_dr6(0);
+    wr_dr0((ureg)(TV(0) + 0x100));
+    wr_dr7(DR7_L0 | DR7_RW0(1) | DR7_LEN0(3));
+    v = wr(M_K, TV(0) + 0x100, 4, 0x22222222);
+    CHECK_EQ("store to the watched word: #DB", VEC_DB, v);
+    CHECK_EQ("store to the watched word: done before the trap", 0x22222222, phys_val(f + 0x100, 4));
+    CHECK("store to the watched word: DR6.B0", (rd_dr6() & DR6_B0) != 0);
+    wr_dr6(0);
+    expect_ok("load of a write-watched word", rd(M_K, TV(0) + 0x100, 4, &x));
+    CHECK_EQ("load of a write-watched word: value", 0x22222222, x & 0xFFFFFFFFu);
+    expect_ok("store next to the watched word", wr(M_K, TV(0) + 0x104, 4, 0x33333333));
+    CHECK_EQ("store next to the watched word: value", 0x33333333, phys_val(f + 0x104, 4));
+    expect_ok("store through an alias of the watched word", wr(M_K, TV(1) + 0x100, 4, 0x44444444));
+    CHECK_EQ("store through an alias: value", 0x44444444, phys_val(f + 0x100, 4));
+    CHECK("store through an alias: no DR6.B0", (rd_dr6() & DR6_B0) == 0);
+    v = wr(M_U, TV(0) + 0x100, 4, 0x55555555);
+    CHECK_EQ("user-mode view: supervisor page, #PF first", VEC_PF, v);
+
+    /* read or write */
+    wr_dr7(DR7_L0 | DR7_RW0(3) | DR7_LEN0(3));
+    v = rd(M_K, TV(0) + 0x100, 4, &x);
+    CHECK_EQ("load of a read/write-watched word: #DB", VEC_DB, v);
+    CHECK_EQ("load of a read/write-watched word: value loaded", 0x44444444, x & 0xFFFFFFFFu);
+    CHECK("load of a read/write-watched word: DR6.B0", (rd_dr6() & DR6_B0) != 0);
+    wr_dr6(0);
+    v = rd(M_K, TV(0) + 0xFE, 4, &x);
+    CHECK_EQ("load overlapping the watched word: #DB", VEC_DB, v);
+    wr_dr6(0);
+
+    /* removed: direct again */
+    wr_dr7(0);
+    expect_ok("store after the breakpoint is gone", wr(M_K, TV(0) + 0x100, 4, 0x66666666));
+    expect_ok("load after the breakpoint is gone", rd(M_K, TV(0) + 0x100, 4, &x));
+    CHECK_EQ("load after the breakpoint is gone: value", 0x66666666, x & 0xFFFFFFFFu);
+    CHECK("no DR6.B0 once removed", (rd_dr6() & DR6_B0) == 0);
+}
+
 /* ================================================================== */
 
 struct test { const char *name; void (*fn)(void); unsigned modes; };
@@ -2477,6 +2550,7 @@ static const struct test tests[] = {
     { "mmio_apic",               t_mmio_apic,               ALL },
     { "mmio_vga",                t_mmio_vga,                ALL },
     { "rom_bios",                t_rom,                     ALL },
+    { "watchpoint",              t_watchpoint,              ALL },
 #ifdef __x86_64__
     { "noncanonical_gp",         t_noncanonical,            LM },
     { "high_half",               t_high_half,               LM },
