@@ -78,6 +78,7 @@ struct btmmu__region {
 	uint32_t head[2];		/* entry lists (pool index, 0: none): [0] not global, [1] global */
 	uint64_t nentries;		/* entries, pending ones included */
 	uint64_t nglobal;		/* installed entries marked global */
+	uint64_t ninstalled;		/* installed entries */
 	uint64_t pieces;		/* host mappings of installed entries */
 	uint64_t runs;			/* maximal runs of adjacent installed units */
 	uint64_t merges;		/* adjacent installed pairs the kernel merges */
@@ -91,6 +92,7 @@ struct btmmu__view {
 	struct btmmu__region *cur;
 	_Atomic uintptr_t base;
 	_Atomic uint64_t gen;
+	uint64_t fills;			/* entries installed, ever (under ctx->lock) */
 };
 
 struct btmmu_space {

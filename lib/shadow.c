@@ -273,6 +273,7 @@ static void account(struct btmmu *ctx, struct btmmu__entry *e, int sign)
 	ctx->mappings += region_vmas(r) - before;
 	if (entry_global(e))
 		r->nglobal += (uint64_t)sign;
+	r->ninstalled += (uint64_t)sign;
 	ctx->live_entries += (uint64_t)sign;
 }
 
@@ -468,7 +469,7 @@ void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, bool
 void btmmu__region_reset_counts(struct btmmu *ctx, struct btmmu__region *r)
 {
 	ctx->mappings -= region_vmas(r) - 1;
-	r->runs = r->pieces = r->merges = r->nglobal = 0;
+	r->runs = r->pieces = r->merges = r->nglobal = r->ninstalled = 0;
 	spans_reset(r, true);
 }
 
@@ -561,6 +562,7 @@ static void run_flush(struct mapper *m)
 	} else {
 		btmmu__stat_add(&ctx->st.install_calls, 1);
 		btmmu__stat_add(&ctx->st.fills, m->run.n);
+		m->r->view->fills += m->run.n;
 		for (i = 0; i < m->run.n; i++) {
 			struct btmmu__entry *e = m->run.e[i];
 
@@ -607,6 +609,7 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 			return;
 		}
 		btmmu__stat_add(&ctx->st.fills, 1);
+		m->r->view->fills++;
 		mark_installed(ctx, e);
 		m->pages += subpages;
 		return;

@@ -225,6 +225,14 @@ BTMMU_EXPORT int btmmu_view_info(const struct btmmu_space *sp, unsigned view,
 	vi.unit_shift = sp->unit_shift;
 	vi.host_page_shift = sp->ctx->host_page_shift;
 	vi.flags = sp->window_bits < sp->va_bits ? BTMMU_VIEW_CHECK : 0;
+	if (info->size >= offsetof(struct btmmu_view_info, live_entries) + sizeof(vi.live_entries)) {
+		struct btmmu *ctx = sp->ctx;
+
+		btmmu__spin_lock(&ctx->lock);
+		vi.live_entries = sp->views[view].cur->ninstalled;
+		vi.fills = sp->views[view].fills;
+		btmmu__spin_unlock(&ctx->lock);
+	}
 	btmmu__copy_out(info, &vi, sizeof(vi));
 	return 0;
 }

@@ -218,6 +218,8 @@ struct btmmu_view_info {
 	uint32_t host_page_shift;	/* (simulated) host page */
 	uint32_t flags;			/* BTMMU_VIEW_* */
 	uint64_t gen;			/* invalidation generation */
+	uint64_t live_entries;		/* entries installed in the view now */
+	uint64_t fills;			/* entries installed in the view, ever */
 };
 
 int btmmu_view_info(const struct btmmu_space *space, unsigned view,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Shadow entries: map, batch, unmap, flush; page sizes around the host's. */
+#include <stddef.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -358,6 +359,70 @@ START_TEST(flush_nonglobal_interleaved)
 	ck_assert_int_eq(btmmu_flush(fx.sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
 	for (i = 0; i < 8; i++)
 		ck_assert_int_eq(ld(0, 0x100000 + i * 4096, &v), (i & 1) ? 0 : 1);
+}
+END_TEST
+
+static uint64_t view_live(unsigned view)
+{
+	struct btmmu_view_info vi = { .size = sizeof(vi) };
+
+	ck_assert_int_eq(btmmu_view_info(fx.sp, view, &vi), 0);
+	return vi.live_entries;
+}
+
+static uint64_t view_fills(unsigned view)
+{
+	struct btmmu_view_info vi = { .size = sizeof(vi) };
+
+	ck_assert_int_eq(btmmu_view_info(fx.sp, view, &vi), 0);
+	return vi.fills;
+}
+
+/* Per-view live entries follow fills, unmaps and both kinds of flush. */
+START_TEST(view_live_entries)
+{
+	struct btmmu_view_info old = { .size = offsetof(struct btmmu_view_info, live_entries) };
+	unsigned i;
+
+	ck_assert_uint_eq(view_live(0), 0);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(fx_map(0, 0x100000 + i * 4096, i * 4096, 4096, R,
+					i == 3 ? BTMMU_MAP_GLOBAL : 0), 1);
+	ck_assert_int_eq(fx_map(1, 0x200000, 0x8000, 4096, RW, 0), 1);
+	ck_assert_uint_eq(view_live(0), 4);
+	ck_assert_uint_eq(view_live(1), 1);
+	ck_assert_uint_eq(view_fills(0), 4);
+	ck_assert_uint_eq(view_fills(1), 1);
+	/* the same entry again is no new entry */
+	ck_assert_int_eq(fx_map(0, 0x100000, 0, 4096, R, 0), 1);
+	ck_assert_uint_eq(view_live(0), 4);
+	ck_assert_uint_eq(view_fills(0), 4);
+	/* a new frame for the page is */
+	ck_assert_int_eq(fx_map(0, 0x100000, 0x9000, 4096, R, 0), 1);
+	ck_assert_uint_eq(view_live(0), 4);
+	ck_assert_uint_eq(view_fills(0), 5);
+	/* a caller with an older struct does not get the field */
+	old.live_entries = 77;
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &old), 0);
+	ck_assert_uint_eq(old.size, offsetof(struct btmmu_view_info, live_entries));
+	ck_assert_uint_eq(old.live_entries, 77);
+
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x101000, 4096), 1);
+	ck_assert_uint_eq(view_live(0), 3);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
+	ck_assert_uint_eq(view_live(0), 1);	/* the global one stays */
+	ck_assert_uint_eq(view_live(1), 1);	/* other views untouched */
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, 0), 0);
+	ck_assert_uint_eq(view_live(0), 0);
+	ck_assert_int_eq(fx_map(0, 0x300000, 0x3000, 4096, R, 0), 1);
+	ck_assert_uint_eq(view_live(0), 1);	/* counted in the new region */
+	ck_assert_uint_eq(view_fills(0), 6);	/* 6 filled, 5 dropped since */
+	ck_assert_uint_eq(view_fills(1), 1);
+	/* the context-wide count includes the retired region until its teardown */
+	ck_assert_uint_ge(fx_stats().live_entries, view_live(0) + view_live(1));
+	ck_assert_int_eq(btmmu_flush_all(fx.ctx), 0);
+	ck_assert_uint_eq(view_live(0), 0);
+	ck_assert_uint_eq(view_live(1), 0);
 }
 END_TEST
 
@@ -729,6 +794,7 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, flush_empty_view);
 	tcase_add_test(tc, flush_nonglobal_keeps_global);
 	tcase_add_test(tc, flush_nonglobal_interleaved);
+	tcase_add_test(tc, view_live_entries);
 	tcase_add_test(tc, global_bit_follows_last_map);
 	tcase_add_test(tc, flush_all_spaces);
 	tcase_add_test(tc, ring_exhaustion);
