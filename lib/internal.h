@@ -295,6 +295,13 @@ static inline uint32_t btmmu__idx(struct btmmu *ctx, const struct btmmu__entry *
 	return e ? (uint32_t)(e - ctx->pool) : 0;
 }
 
+/* All regions of a space: one array, view by view, ring by ring. */
+static inline struct btmmu__region *btmmu__space_regions(struct btmmu_space *sp, size_t *n)
+{
+	*n = (size_t)sp->nviews * sp->nring;
+	return sp->views[0].ring;
+}
+
 static inline void btmmu__stat_add(_Atomic uint64_t *c, uint64_t n)
 {
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);

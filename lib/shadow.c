@@ -547,6 +547,13 @@ static void run_fail(struct mapper *m, int err)
 		m->err = err;
 }
 
+/* n entries of the mapper's region were installed. */
+static void count_fills(struct mapper *m, unsigned n)
+{
+	btmmu__stat_add(&m->ctx->st.fills, n);
+	m->r->view->fills += n;
+}
+
 static void run_flush(struct mapper *m)
 {
 	struct btmmu *ctx = m->ctx;
@@ -561,8 +568,7 @@ static void run_flush(struct mapper *m)
 		run_fail(m, ret);
 	} else {
 		btmmu__stat_add(&ctx->st.install_calls, 1);
-		btmmu__stat_add(&ctx->st.fills, m->run.n);
-		m->r->view->fills += m->run.n;
+		count_fills(m, m->run.n);
 		for (i = 0; i < m->run.n; i++) {
 			struct btmmu__entry *e = m->run.e[i];
 
@@ -608,8 +614,7 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 				m->err = ret;
 			return;
 		}
-		btmmu__stat_add(&ctx->st.fills, 1);
-		m->r->view->fills++;
+		count_fills(m, 1);
 		mark_installed(ctx, e);
 		m->pages += subpages;
 		return;
@@ -1223,10 +1228,11 @@ static unsigned apply_rights(struct btmmu *ctx, struct btmmu_ram *ram, uint64_t 
 		struct btmmu_space *sp;
 
 		cds_list_for_each_entry(sp, &ctx->spaces, node) {
-			size_t r, nreg = (size_t)sp->nviews * sp->nring;
+			size_t r, nreg;
+			struct btmmu__region *regs = btmmu__space_regions(sp, &nreg);
 
 			for (r = 0; r < nreg; r++) {
-				struct btmmu__region *reg = &sp->views[0].ring[r];
+				struct btmmu__region *reg = &regs[r];
 				int g;
 
 				for (g = 0; g < 2; g++) {

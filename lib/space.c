@@ -74,11 +74,6 @@ static void release_regions(struct btmmu *ctx, struct btmmu__region *regions, si
 	}
 }
 
-static struct btmmu__region *space_regions(struct btmmu_space *sp)
-{
-	return sp->views[0].ring;
-}
-
 BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_args *args,
 				    struct btmmu_space **spacep)
 {
@@ -177,8 +172,7 @@ BTMMU_EXPORT int btmmu_space_destroy(struct btmmu_space *sp)
 	if (btmmu__in_callback())
 		return -EDEADLK;
 	ctx = sp->ctx;
-	regions = space_regions(sp);
-	nreg = (size_t)sp->nviews * sp->nring;
+	regions = btmmu__space_regions(sp, &nreg);
 
 	pthread_mutex_lock(&ctx->admin);
 	/* From here no fault can be dispatched to these regions. */
