@@ -362,21 +362,16 @@ START_TEST(flush_nonglobal_interleaved)
 }
 END_TEST
 
-static uint64_t view_live(unsigned view)
+static struct btmmu_view_info view_info(unsigned view)
 {
 	struct btmmu_view_info vi = { .size = sizeof(vi) };
 
 	ck_assert_int_eq(btmmu_view_info(fx.sp, view, &vi), 0);
-	return vi.live_entries;
+	return vi;
 }
 
-static uint64_t view_fills(unsigned view)
-{
-	struct btmmu_view_info vi = { .size = sizeof(vi) };
-
-	ck_assert_int_eq(btmmu_view_info(fx.sp, view, &vi), 0);
-	return vi.fills;
-}
+#define view_live(v) (view_info(v).live_entries)
+#define view_fills(v) (view_info(v).fills)
 
 /* Per-view live entries follow fills, unmaps and both kinds of flush. */
 START_TEST(view_live_entries)
