@@ -8,7 +8,10 @@
 #   2. a TCG plugin asking for hwaddr on every access still works;
 #   3. Debian's 686 kernel with the busybox initramfs (tests/linux-guest):
 #      boots, runs every workload and powers off, -smp 1 and -smp 2, with
-#      checksums identical to btmmu off.
+#      checksums identical to btmmu off;
+#   4. QEMU_BTMMU_FALLBACK: the paging test guest is identical to btmmu off
+#      with every view kept direct (never) and every view on softmmu
+#      (always); a bad value is refused, naming the variable.
 # Prints "N passed, N failed"; exit 0 only if nothing failed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -94,6 +97,33 @@ for smp in 1 2; do
 	[ $st -eq 0 ] || tail -30 "$log/lg"
 	result "686 Linux guest, workloads, -smp $smp: btmmu on = off" $st
 done
+
+# --- 4. QEMU_BTMMU_FALLBACK modes --------------------------------------------
+g32=$top/tests/guest/btmmu-guest32.elf
+"$top/tests/guest/run.sh" "$qdir/qemu-system-i386" "$g32" -accel tcg,btmmu=off 2>&1 |
+	grep -v '^# run.sh' >"$log/fb-off.out"
+for mode in never always; do
+	QEMU_BTMMU_FALLBACK=$mode QEMU_BTMMU_STATS=1 "$top/tests/guest/run.sh" \
+		"$qdir/qemu-system-i386" "$g32" -accel tcg,btmmu=on >"$log/fb-$mode.raw" 2>&1
+	rc=$?
+	grep -v '^# run.sh' "$log/fb-$mode.raw" | grep -v '^btmmu: faults' >"$log/fb-$mode.out"
+	faults=$(sed -n 's/.*btmmu: faults \([0-9]*\).*/\1/p' "$log/fb-$mode.raw")
+	st=0
+	[ "$rc" = 0 ] && cmp -s "$log/fb-$mode.out" "$log/fb-off.out" || st=1
+	# never: the guest's accesses go direct and fault in; always: none does.
+	case $mode in
+	never) [ "${faults:-0}" -gt 0 ] || st=1 ;;
+	always) [ "$faults" = 0 ] || st=1 ;;
+	esac
+	[ $st -eq 0 ] || tail -5 "$log/fb-$mode.raw"
+	result "QEMU_BTMMU_FALLBACK=$mode: guest32 = btmmu off, $faults shadow faults" $st
+done
+QEMU_BTMMU_FALLBACK=sometimes "$qdir/qemu-system-i386" -accel tcg,btmmu=on -nodefaults \
+	-display none -kernel "$g32" >"$log/fb-bad" 2>&1 </dev/null
+rc=$?
+st=0
+[ "$rc" != 0 ] && grep -q 'QEMU_BTMMU_FALLBACK=sometimes' "$log/fb-bad" || st=1
+result "QEMU_BTMMU_FALLBACK=sometimes refused: $(head -n1 "$log/fb-bad" | cut -c1-120)" $st
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
