@@ -38,6 +38,17 @@ for b in qemu-system-i386 qemu-system-x86_64; do
 	fi
 done
 
+# run_guest NAME QEMU KERNEL QEMU-ARGS...: the paging test guest's run in
+# $log/NAME.raw, its exit status in $log/NAME.rc and the guest's own output
+# (without the runner's trailer, which names the command line) in $log/NAME.out.
+run_guest() {
+	local name=$1 bin=$2 kernel=$3
+	shift 3
+	"$top/tests/guest/run.sh" "$bin" "$kernel" "$@" >"$log/$name.raw" 2>&1
+	echo $? >"$log/$name.rc"
+	grep -v -e '^# run.sh' -e '^btmmu: faults' "$log/$name.raw" >"$log/$name.out"
+}
+
 # --- 1. the paging test guest ----------------------------------------------
 "$top/tests/guest/deps.sh" >/dev/null
 make -s -C "$top/tests/guest" >/dev/null || { result "build tests/guest" 1; exit 1; }
@@ -49,11 +60,8 @@ for cfg in "qemu-system-i386 btmmu-guest32.elf" "qemu-system-x86_64 btmmu-guest3
 		[ "$smp" -gt 1 ] && accel=tcg,thread=multi
 		name="guest $kernel on $bin -smp $smp"
 		for on in off on; do
-			"$top/tests/guest/run.sh" "$qdir/$bin" "$top/tests/guest/$kernel" \
-				-accel "$accel,btmmu=$on" -smp "$smp" >"$log/$on.raw" 2>&1
-			echo $? >"$log/$on.rc"
-			# The runner's own trailer names the command line; compare the guest's output.
-			grep -v '^# run.sh' "$log/$on.raw" >"$log/$on.out"
+			run_guest "$on" "$qdir/$bin" "$top/tests/guest/$kernel" \
+				-accel "$accel,btmmu=$on" -smp "$smp"
 		done
 		st=0
 		[ "$(cat "$log/on.rc")" = 0 ] && [ "$(cat "$log/off.rc")" = 0 ] || st=1
@@ -100,16 +108,14 @@ done
 
 # --- 4. QEMU_BTMMU_FALLBACK modes --------------------------------------------
 g32=$top/tests/guest/btmmu-guest32.elf
-"$top/tests/guest/run.sh" "$qdir/qemu-system-i386" "$g32" -accel tcg,btmmu=off 2>&1 |
-	grep -v '^# run.sh' >"$log/fb-off.out"
+run_guest fb-off "$qdir/qemu-system-i386" "$g32" -accel tcg,btmmu=off
 for mode in never always; do
-	QEMU_BTMMU_FALLBACK=$mode QEMU_BTMMU_STATS=1 "$top/tests/guest/run.sh" \
-		"$qdir/qemu-system-i386" "$g32" -accel tcg,btmmu=on >"$log/fb-$mode.raw" 2>&1
-	rc=$?
-	grep -v '^# run.sh' "$log/fb-$mode.raw" | grep -v '^btmmu: faults' >"$log/fb-$mode.out"
+	QEMU_BTMMU_FALLBACK=$mode QEMU_BTMMU_STATS=1 \
+		run_guest "fb-$mode" "$qdir/qemu-system-i386" "$g32" -accel tcg,btmmu=on
 	faults=$(sed -n 's/.*btmmu: faults \([0-9]*\).*/\1/p' "$log/fb-$mode.raw")
 	st=0
-	[ "$rc" = 0 ] && cmp -s "$log/fb-$mode.out" "$log/fb-off.out" || st=1
+	[ "$(cat "$log/fb-$mode.rc")" = 0 ] && [ "$(cat "$log/fb-off.rc")" = 0 ] &&
+		cmp -s "$log/fb-$mode.out" "$log/fb-off.out" || st=1
 	# never: the guest's accesses go direct and fault in; always: none does.
 	case $mode in
 	never) [ "${faults:-0}" -gt 0 ] || st=1 ;;
