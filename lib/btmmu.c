@@ -134,7 +134,7 @@ BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **c
 	ctx->fault_opaque = a.fault_opaque;
 	ctx->budget = budget;
 	pthread_mutex_init(&ctx->admin, NULL);
-	atomic_flag_clear(&ctx->lock.flag);
+	atomic_init(&ctx->lock.word, 0);
 	CDS_INIT_LIST_HEAD(&ctx->rams);
 	CDS_INIT_LIST_HEAD(&ctx->spaces);
 	CDS_INIT_LIST_HEAD(&ctx->retired);
@@ -177,9 +177,12 @@ BTMMU_EXPORT int btmmu_close(struct btmmu *ctx)
 	if (btmmu__in_callback())
 		return -EDEADLK;
 	pthread_mutex_lock(&ctx->admin);
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock)) {
+		pthread_mutex_unlock(&ctx->admin);
+		return -EDEADLK;
+	}
 	busy = !cds_list_empty(&ctx->spaces) || !cds_list_empty(&ctx->rams);
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	pthread_mutex_unlock(&ctx->admin);
 	if (busy)
 		return -EBUSY;
@@ -204,6 +207,7 @@ BTMMU_EXPORT int btmmu_stats_get(const struct btmmu *cctx, struct btmmu_stats *o
 {
 	struct btmmu *ctx = (struct btmmu *)cctx;
 	struct btmmu_stats st;
+	bool locked;
 
 	if (!ctx)
 		return -EINVAL;
@@ -226,10 +230,12 @@ BTMMU_EXPORT int btmmu_stats_get(const struct btmmu *cctx, struct btmmu_stats *o
 	st.protects = atomic_load(&ctx->st.protects);
 	st.reclaims = atomic_load(&ctx->st.reclaims);
 	st.sync_reclaims = atomic_load(&ctx->st.sync_reclaims);
-	btmmu__spin_lock(&ctx->lock);
+	/* Refused: this thread holds it below us; no other thread writes then. */
+	locked = !btmmu__lock_mine(&ctx->lock);
 	st.live_entries = ctx->live_entries;
 	st.live_mappings = ctx->mappings;
-	btmmu__spin_unlock(&ctx->lock);
+	if (locked)
+		btmmu__unlock(&ctx->lock);
 	st.max_mappings = ctx->budget;
 	btmmu__copy_out(out, &st, sizeof(st));
 	return 0;

@@ -5,12 +5,14 @@
  * Locking, in order:
  *   btmmu__registry mutex (process-wide; region registry, handler install)
  *   ctx->admin (pthread mutex; RAM/space create and destroy, close)
- *   ctx->lock  (spinlock; every piece of shadow bookkeeping below)
+ *   ctx->lock  (futex lock, base/lock.h; every piece of shadow bookkeeping below)
  * The fault path takes only ctx->lock, and reads the region registry
  * lock-free (registry.c). ctx->lock is never held while anything can fault
- * in a shadow region, nor across a call to the translator's callback, so a
- * faulting thread never waits for itself. Hold times are bounded by one
- * batch of host mapping calls.
+ * in a shadow region, nor across a call to the translator's callback. A
+ * signal handler of the translator may still interrupt a thread holding
+ * it and fault in a region: btmmu__lock_mine() (base/lock.h) then refuses
+ * with -EDEADLK instead of waiting, so a faulting thread never waits for
+ * itself. Hold times are bounded by one batch of host mapping calls.
  */
 #ifndef BTMMU_INTERNAL_H
 #define BTMMU_INTERNAL_H
@@ -38,18 +40,7 @@
 
 struct btmmu_backend_ops;
 
-/* ---- spinlock (async-signal-safe to take; never held across faults) ---- */
-
-struct btmmu__spinlock {
-	atomic_flag flag;
-};
-
-void btmmu__spin_lock(struct btmmu__spinlock *l);
-
-static inline void btmmu__spin_unlock(struct btmmu__spinlock *l)
-{
-	atomic_flag_clear_explicit(&l->flag, memory_order_release);
-}
+#include "base/lock.h"
 
 /* ---- regions ---- */
 
@@ -104,6 +95,7 @@ struct btmmu_space {
 	uint64_t sub_full;		/* present mask of a complete unit */
 	uintptr_t *base_slots;
 	void *opaque;
+	atomic_int inflight;		/* fault dispatches using the space now */
 	struct btmmu__view views[];
 };
 
@@ -166,13 +158,14 @@ struct btmmu {
 	bool registered;		/* holds a reference on the signal handler */
 
 	pthread_mutex_t admin;
-	struct btmmu__spinlock lock;
+	struct btmmu__lock lock;
 
 	/* Everything below is under ctx->lock. */
 	struct cds_list_head rams;
 	struct cds_list_head spaces;
 	struct cds_list_head retired;	/* regions waiting for teardown */
 	struct btmmu__region *tearing;	/* region being torn down unlocked */
+	atomic_int tearing_gen;		/* bumped (and woken) when a teardown ends */
 	uint32_t next_region_id;
 
 	struct btmmu__entry *pool;	/* pool[0] unused: index 0 is "none" */
@@ -246,12 +239,12 @@ void btmmu__registry_remove(struct btmmu__region *regions, size_t n);
 unsigned btmmu__registry_enter(void);
 void btmmu__registry_leave(unsigned epoch);
 struct btmmu__region *btmmu__registry_lookup(uintptr_t addr);
-int btmmu__handler_get(struct btmmu *ctx);
-void btmmu__handler_put(struct btmmu *ctx);
 
 /* fault.c */
 bool btmmu__in_callback(void);
-void btmmu__sigsegv(int sig, siginfo_t *info, void *uc);
+int btmmu__handler_get(struct btmmu *ctx);
+void btmmu__handler_put(struct btmmu *ctx);
+void btmmu__space_quiesce(struct btmmu_space *sp);
 
 /* ram.c */
 struct btmmu_ram *btmmu__ram_find(struct btmmu *ctx, uint64_t gpa, uint64_t len);
@@ -266,8 +259,16 @@ void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, bool
 void btmmu__ram_drop_entries(struct btmmu *ctx, struct btmmu_ram *ram);
 uint32_t btmmu__entry_host_prot(const struct btmmu *ctx, const struct btmmu__entry *e,
 				uint64_t host_off);
-bool btmmu__accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr,
-		       unsigned access);
+/*
+ * The dispatcher's questions (take ctx->lock themselves, never waiting on
+ * it when this thread holds it). fault_flags: BTMMU_FAULT_* for an access
+ * at offset off of r (BTMMU_FAULT_NESTED when the lock is this thread's).
+ * accessible: would the access succeed now? 1 yes, 0 no, -EDEADLK nested.
+ */
+unsigned btmmu__shadow_fault_flags(struct btmmu *ctx, struct btmmu__region *r, uint64_t off,
+				   unsigned access);
+int btmmu__shadow_accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr,
+			     unsigned access);
 
 /* reclaim.c */
 int btmmu__reaper_start(struct btmmu *ctx);

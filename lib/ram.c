@@ -121,10 +121,14 @@ BTMMU_EXPORT int btmmu_ram_create(struct btmmu *ctx, const struct btmmu_ram_args
 	}
 
 	pthread_mutex_lock(&ctx->admin);
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock)) {
+		pthread_mutex_unlock(&ctx->admin);
+		ret = -EDEADLK;
+		goto err_ceil;
+	}
 	cds_list_for_each_entry(other, &ctx->rams, node) {
 		if (a.gpa < other->gpa + other->len && other->gpa < a.gpa + a.len) {
-			btmmu__spin_unlock(&ctx->lock);
+			btmmu__unlock(&ctx->lock);
 			pthread_mutex_unlock(&ctx->admin);
 			ret = -EEXIST;
 			goto err_ceil;
@@ -132,7 +136,7 @@ BTMMU_EXPORT int btmmu_ram_create(struct btmmu *ctx, const struct btmmu_ram_args
 	}
 	cds_list_add_tail(&ram->node, &ctx->rams);
 	ctx->mappings += 2; /* the host view and the deny array */
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	pthread_mutex_unlock(&ctx->admin);
 	*ramp = ram;
 	return 0;
@@ -158,12 +162,15 @@ BTMMU_EXPORT int btmmu_ram_destroy(struct btmmu_ram *ram)
 		return -EDEADLK;
 	ctx = ram->ctx;
 	pthread_mutex_lock(&ctx->admin);
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock)) {
+		pthread_mutex_unlock(&ctx->admin);
+		return -EDEADLK;
+	}
 	btmmu__wait_tearing(ctx);
 	btmmu__ram_drop_entries(ctx, ram);
 	cds_list_del(&ram->node);
 	ctx->mappings -= 2;
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	pthread_mutex_unlock(&ctx->admin);
 
 	munmap(ram->deny, ram->len >> BTMMU_GRANULE_SHIFT);

@@ -13,30 +13,19 @@
 
 #include "internal.h"
 
-void btmmu__spin_lock(struct btmmu__spinlock *l)
-{
-	unsigned n = 0;
-
-	while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire)) {
-		if (++n < 64) {
-#if defined(__x86_64__)
-			__builtin_ia32_pause();
-#elif defined(__aarch64__)
-			__asm__ __volatile__("yield");
-#endif
-		} else {
-			sched_yield();
-		}
-	}
-}
-
-/* Wait (dropping ctx->lock) until no region is being torn down unlocked. */
+/*
+ * Wait (dropping ctx->lock) until no region is being torn down unlocked.
+ * The thread tearing down keeps ctx->lock recorded as its own meanwhile,
+ * so it never gets here itself (its nested calls are refused first).
+ */
 void btmmu__wait_tearing(struct btmmu *ctx)
 {
 	while (ctx->tearing) {
-		btmmu__spin_unlock(&ctx->lock);
-		sched_yield();
-		btmmu__spin_lock(&ctx->lock);
+		int gen = atomic_load(&ctx->tearing_gen);
+
+		btmmu__unlock_keep(&ctx->lock);
+		btmmu__futex_wait(&ctx->tearing_gen, gen, 10 * 1000 * 1000);
+		btmmu__relock_kept(&ctx->lock);
 	}
 }
 
@@ -87,35 +76,49 @@ bool btmmu__reclaim_one(struct btmmu *ctx)
 	cds_list_del(&r->retired);
 	r->state = BTMMU__REGION_TEARING;
 	ctx->tearing = r;
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock_keep(&ctx->lock);
 	ctx->ops->clear(ctx, r->start, r->len);
-	btmmu__spin_lock(&ctx->lock);
+	btmmu__relock_kept(&ctx->lock);
 	finish(ctx, r);
 	ctx->tearing = NULL;
+	atomic_fetch_add(&ctx->tearing_gen, 1);
+	btmmu__futex_wake_all(&ctx->tearing_gen);
 	return true;
 }
 
 /*
  * The reclaimer sleeps at SCHED_IDLE, so waking it never preempts the
  * translator's thread that flushed (which would then pay for the teardown
- * after all): it starts only when a CPU has time. Once running it returns
- * to SCHED_OTHER, because it holds ctx->lock and the kernel's mmap lock
- * while it works and must not be starved there. If it cannot get a CPU the
- * ring runs out and flushes tear down on the caller's path (stats:
- * sync_reclaims), no worse than having no ring. Besides being woken when a
- * ring runs low, it makes a pass every RECLAIM_PERIOD_MS.
+ * after all): it starts only when a CPU has time. While it has work it runs
+ * at SCHED_OTHER, because it holds ctx->lock and the kernel's mmap lock
+ * while it works and must not be starved there; it switches only when
+ * there is work, so an idle period costs no system call. If it cannot get
+ * a CPU the ring runs out and flushes tear down on the caller's path
+ * (stats: sync_reclaims), no worse than having no ring. Besides being woken
+ * when a ring runs low, it makes a pass every RECLAIM_PERIOD_MS.
+ *
+ * It is created with explicit scheduling attributes (SCHED_OTHER, not the
+ * creating thread's policy) and changes only its own policy: no thread of
+ * the caller's sees a change.
  */
 #define RECLAIM_PERIOD_MS 50
+
+static void set_policy(int policy)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	pthread_setschedparam(pthread_self(), policy, &sp);
+}
 
 static void *reaper_main(void *arg)
 {
 	struct btmmu *ctx = arg;
-	struct sched_param sp = { .sched_priority = 0 };
+	bool work;
 
+	set_policy(SCHED_IDLE);
 	for (;;) {
 		struct timespec ts;
 
-		pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += RECLAIM_PERIOD_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
@@ -126,17 +129,25 @@ static void *reaper_main(void *arg)
 			;
 		if (atomic_load(&ctx->reaper_stop))
 			break;
-		pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
-		btmmu__spin_lock(&ctx->lock);
+		btmmu__lock_mine(&ctx->lock);
+		work = !cds_list_empty(&ctx->retired);
+		btmmu__unlock(&ctx->lock);
+		if (!work)
+			continue;
+		set_policy(SCHED_OTHER);
+		btmmu__lock_mine(&ctx->lock);
 		while (btmmu__reclaim_one(ctx))
 			;
-		btmmu__spin_unlock(&ctx->lock);
+		btmmu__unlock(&ctx->lock);
+		set_policy(SCHED_IDLE);
 	}
 	return NULL;
 }
 
 int btmmu__reaper_start(struct btmmu *ctx)
 {
+	struct sched_param prio = { .sched_priority = 0 };
+	pthread_attr_t attr;
 	sigset_t all, old;
 	int ret;
 
@@ -144,17 +155,27 @@ int btmmu__reaper_start(struct btmmu *ctx)
 		return 0;
 	if (sem_init(&ctx->reaper_sem, 0, 0))
 		return -errno;
+	ret = -pthread_attr_init(&attr);
+	if (ret)
+		goto err_sem;
+	/* Not the creating thread's policy (SCHED_FIFO, SCHED_BATCH...). */
+	pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+	pthread_attr_setschedparam(&attr, &prio);
 	/* The thread inherits a full mask: signals are for the translator's threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -pthread_create(&ctx->reaper, NULL, reaper_main, ctx);
+	ret = -pthread_create(&ctx->reaper, &attr, reaper_main, ctx);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret) {
-		sem_destroy(&ctx->reaper_sem);
-		return ret;
-	}
+	pthread_attr_destroy(&attr);
+	if (ret)
+		goto err_sem;
 	ctx->reaper_running = true;
 	return 0;
+
+err_sem:
+	sem_destroy(&ctx->reaper_sem);
+	return ret;
 }
 
 void btmmu__reaper_stop(struct btmmu *ctx)
@@ -181,9 +202,10 @@ BTMMU_EXPORT int btmmu_reclaim(struct btmmu *ctx)
 
 	if (!ctx)
 		return -EINVAL;
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
 	while (btmmu__reclaim_one(ctx))
 		n++;
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	return n;
 }

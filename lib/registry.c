@@ -12,12 +12,9 @@
  * the old counter to drain. Unlike liburcu's read side, this needs no
  * per-thread registration, which matters because the faulting thread is
  * any of the translator's threads and may never have called us before.
- *
- * The same mutex guards installing and removing the SIGSEGV handler.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,11 +35,6 @@ static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(struct snap *) current;
 static atomic_uint epoch;
 static atomic_long readers[2];
-
-/* Handler state, under registry_mutex. */
-static unsigned handler_users;
-static bool handler_installed;
-struct sigaction btmmu__old_action;
 
 /* Async-signal-safe. Pair with btmmu__registry_leave(). */
 unsigned btmmu__registry_enter(void)
@@ -166,59 +158,5 @@ void btmmu__registry_remove(struct btmmu__region *regions, size_t n)
 	}
 	s->n = j;
 	publish(s);
-	pthread_mutex_unlock(&registry_mutex);
-}
-
-/*
- * Install the process's SIGSEGV handler on first use. SA_NODEFER keeps
- * SIGSEGV unblocked inside the handler, so a callback that leaves by
- * siglongjmp() without restoring the mask leaves SIGSEGV deliverable; our
- * own recursion detection replaces the kernel's deferral.
- */
-int btmmu__handler_get(struct btmmu *ctx)
-{
-	struct sigaction sa;
-	int ret = 0;
-
-	if (ctx->flags & BTMMU_OPEN_NO_HANDLER)
-		return 0;
-	pthread_mutex_lock(&registry_mutex);
-	if (!handler_installed) {
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = btmmu__sigsegv;
-		sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(SIGSEGV, &sa, &btmmu__old_action))
-			ret = -errno;
-		else
-			handler_installed = true;
-	}
-	if (!ret) {
-		handler_users++;
-		ctx->registered = true;
-	}
-	pthread_mutex_unlock(&registry_mutex);
-	return ret;
-}
-
-/*
- * Drop a reference; the last one restores the previous handler if ours is
- * still the one installed (someone who chained onto us keeps theirs).
- */
-void btmmu__handler_put(struct btmmu *ctx)
-{
-	struct sigaction now;
-
-	if (!ctx->registered)
-		return;
-	pthread_mutex_lock(&registry_mutex);
-	ctx->registered = false;
-	if (--handler_users == 0 && handler_installed) {
-		if (!sigaction(SIGSEGV, NULL, &now) && (now.sa_flags & SA_SIGINFO) &&
-		    now.sa_sigaction == btmmu__sigsegv) {
-			sigaction(SIGSEGV, &btmmu__old_action, NULL);
-			handler_installed = false;
-		}
-	}
 	pthread_mutex_unlock(&registry_mutex);
 }

@@ -485,8 +485,9 @@ void btmmu__ram_drop_entries(struct btmmu *ctx, struct btmmu_ram *ram)
 	}
 }
 
-/* Would `access` at addr in r succeed now? */
-bool btmmu__accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr, unsigned access)
+/* Would `access` at addr in r succeed now? Under ctx->lock. */
+static bool accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr,
+		       unsigned access)
 {
 	uint64_t off = addr - r->start, us = UINT64_C(1) << r->space->unit_shift;
 	uint64_t hp = UINT64_C(1) << ctx->host_page_shift;
@@ -500,6 +501,52 @@ bool btmmu__accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t add
 		return false;
 	prot = btmmu__entry_host_prot(ctx, e, (off & (us - 1)) & ~(hp - 1));
 	return access == BTMMU_ACCESS_WRITE ? (prot & 0x2) != 0 : (prot & 0x1) != 0;
+}
+
+int btmmu__shadow_accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr,
+			     unsigned access)
+{
+	bool ok;
+
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
+	ok = accessible(ctx, r, addr, access);
+	btmmu__unlock(&ctx->lock);
+	return ok;
+}
+
+unsigned btmmu__shadow_fault_flags(struct btmmu *ctx, struct btmmu__region *r, uint64_t off,
+				   unsigned access)
+{
+	struct btmmu_space *sp = r->space;
+	uint64_t unit = UINT64_C(1) << sp->unit_shift;
+	struct btmmu__entry *e;
+	unsigned flags = 0;
+	uint32_t ceil;
+
+	if (btmmu__lock_mine(&ctx->lock)) {
+		/* This thread holds the lock, below us on its stack: no writer runs. */
+		flags = BTMMU_FAULT_NESTED;
+		if (r->state != BTMMU__REGION_CURRENT)
+			flags |= BTMMU_FAULT_STALE;
+		return off >= r->len ? flags | BTMMU_FAULT_GUARD : flags;
+	}
+	if (r->state != BTMMU__REGION_CURRENT)
+		flags |= BTMMU_FAULT_STALE;
+	if (off >= r->len) {
+		btmmu__unlock(&ctx->lock);
+		return flags | BTMMU_FAULT_GUARD;
+	}
+	e = btmmu__entry_find(ctx, r, off & ~(unit - 1));
+	if (e && (e->flags & BTMMU__E_INSTALLED)) {
+		flags |= BTMMU_FAULT_MAPPED;
+		ceil = btmmu__ram_ceiling(e->ram, e->gpa + (off & (unit - 1)),
+					  UINT64_C(1) << BTMMU_GRANULE_SHIFT);
+		if (!(ceil & access) && !(access == BTMMU_ACCESS_READ && (ceil & BTMMU_PROT_EXEC)))
+			flags |= BTMMU_FAULT_PROTECTED;
+	}
+	btmmu__unlock(&ctx->lock);
+	return flags;
 }
 
 /* ------------------------------------------------------------------ */
@@ -882,14 +929,15 @@ BTMMU_EXPORT int btmmu_map_batch(struct btmmu_space *sp, unsigned view,
 			return ret;
 	}
 	ctx = sp->ctx;
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
 	if (gen && atomic_load(&sp->views[view].gen) != gen) {
-		btmmu__spin_unlock(&ctx->lock);
+		btmmu__unlock(&ctx->lock);
 		return -ESTALE;
 	}
 	for (i = 0; i < nreq; i++) {
 		if (!btmmu__ram_find(ctx, reqs[i].gpa, reqs[i].len)) {
-			btmmu__spin_unlock(&ctx->lock);
+			btmmu__unlock(&ctx->lock);
 			return -ENXIO;
 		}
 	}
@@ -907,7 +955,7 @@ BTMMU_EXPORT int btmmu_map_batch(struct btmmu_space *sp, unsigned view,
 		map_req(&m, q, ram);
 	}
 	run_flush(&m);
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	if (!m.pages && m.err)
 		return m.err;
 	return (int)BTMMU_MIN(m.pages, (uint64_t)INT32_MAX);
@@ -1017,7 +1065,8 @@ BTMMU_EXPORT int btmmu_unmap(struct btmmu_space *sp, uint32_t views, uint64_t gv
 		return -ERANGE;
 	ctx = sp->ctx;
 	inside = clip(sp, gva, len, &lo, &hi, &skip);
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
 	for (v = 0; v < sp->nviews; v++) {
 		if (!(views & (UINT32_C(1) << v)))
 			continue;
@@ -1025,7 +1074,7 @@ BTMMU_EXPORT int btmmu_unmap(struct btmmu_space *sp, uint32_t views, uint64_t gv
 			n += unmap_region(ctx, sp->views[v].cur, lo, hi);
 		bump_gen(&sp->views[v]);
 	}
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	btmmu__stat_add(&ctx->st.unmaps, n);
 	return (int)BTMMU_MIN(n, (unsigned)INT32_MAX);
 }
@@ -1159,9 +1208,10 @@ BTMMU_EXPORT int btmmu_flush(struct btmmu_space *sp, uint32_t views, uint32_t fl
 	if (!sp || check_views(sp, views) || (flags & ~BTMMU_FLUSH_NONGLOBAL))
 		return -EINVAL;
 	ctx = sp->ctx;
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
 	flush_space(ctx, sp, views, flags, &retired);
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	if (retired)
 		btmmu__reaper_kick(ctx);
 	return 0;
@@ -1174,12 +1224,13 @@ BTMMU_EXPORT int btmmu_flush_all(struct btmmu *ctx)
 
 	if (!ctx)
 		return -EINVAL;
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
 	cds_list_for_each_entry(sp, &ctx->spaces, node)
 		flush_space(ctx, sp,
 			    sp->nviews >= 32 ? UINT32_MAX : (UINT32_C(1) << sp->nviews) - 1, 0,
 			    &retired);
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	if (retired)
 		btmmu__reaper_kick(ctx);
 	return 0;
@@ -1280,10 +1331,11 @@ static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t p
 		return -EINVAL;
 	if ((prot & ~BTMMU_PROT_RWX) || !len || (gpa & gm) || (len & gm) || gpa + len < gpa)
 		return -EINVAL;
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
 	ram = btmmu__ram_find(ctx, gpa, len);
 	if (!ram) {
-		btmmu__spin_unlock(&ctx->lock);
+		btmmu__unlock(&ctx->lock);
 		return -ENXIO;
 	}
 	end = (gpa - ram->gpa + len) >> BTMMU_GRANULE_SHIFT;
@@ -1300,7 +1352,7 @@ static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t p
 	n = changed ? apply_rights(ctx, ram, gpa, len) : 0;
 	/* Entries split by differing rights may have used up the budget. */
 	make_room(ctx, 0, 0);
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	btmmu__stat_add(&ctx->st.protects, n);
 	return (int)n;
 }

@@ -140,7 +140,12 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 		goto err_release;
 
 	pthread_mutex_lock(&ctx->admin);
-	btmmu__spin_lock(&ctx->lock);
+	if (btmmu__lock_mine(&ctx->lock)) {
+		pthread_mutex_unlock(&ctx->admin);
+		btmmu__registry_remove(regions, nreg);
+		ret = -EDEADLK;
+		goto err_release;
+	}
 	for (i = 0; i < nreg; i++)
 		regions[i].id = ++ctx->next_region_id;
 	ctx->mappings += nreg;
@@ -148,7 +153,7 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 	cds_list_add_tail(&sp->node, &ctx->spaces);
 	for (v = 0; v < a.nviews; v++)
 		btmmu__view_publish(sp, v);
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	pthread_mutex_unlock(&ctx->admin);
 	*spacep = sp;
 	return 0;
@@ -174,10 +179,15 @@ BTMMU_EXPORT int btmmu_space_destroy(struct btmmu_space *sp)
 	ctx = sp->ctx;
 	regions = btmmu__space_regions(sp, &nreg);
 
+	if (btmmu__lock_held_here(&ctx->lock))
+		return -EDEADLK;
+
 	pthread_mutex_lock(&ctx->admin);
-	/* From here no fault can be dispatched to these regions. */
+	/* From here no new fault can be dispatched to these regions... */
 	btmmu__registry_remove(regions, nreg);
-	btmmu__spin_lock(&ctx->lock);
+	/* ...and none is still being dispatched (its callback may use sp). */
+	btmmu__space_quiesce(sp);
+	btmmu__lock_mine(&ctx->lock); /* not ours (checked above): cannot refuse */
 	btmmu__wait_tearing(ctx);
 	for (i = 0; i < nreg; i++) {
 		if (regions[i].state == BTMMU__REGION_RETIRED)
@@ -186,7 +196,7 @@ BTMMU_EXPORT int btmmu_space_destroy(struct btmmu_space *sp)
 	}
 	ctx->mappings -= nreg;
 	cds_list_del(&sp->node);
-	btmmu__spin_unlock(&ctx->lock);
+	btmmu__unlock(&ctx->lock);
 	pthread_mutex_unlock(&ctx->admin);
 
 	release_regions(ctx, regions, nreg);
@@ -222,10 +232,16 @@ BTMMU_EXPORT int btmmu_view_info(const struct btmmu_space *sp, unsigned view,
 	if (info->size >= offsetof(struct btmmu_view_info, live_entries) + sizeof(vi.live_entries)) {
 		struct btmmu *ctx = sp->ctx;
 
-		btmmu__spin_lock(&ctx->lock);
+		/*
+		 * Refused: this thread holds the lock below us (a signal
+		 * handler's fault); no other thread changes the counts then.
+		 */
+		bool locked = !btmmu__lock_mine(&ctx->lock);
+
 		vi.live_entries = sp->views[view].cur->ninstalled;
 		vi.fills = sp->views[view].fills;
-		btmmu__spin_unlock(&ctx->lock);
+		if (locked)
+			btmmu__unlock(&ctx->lock);
 	}
 	btmmu__copy_out(info, &vi, sizeof(vi));
 	return 0;

@@ -70,6 +70,13 @@ struct btmmu_space;	/* a guest address space (translation context) */
 #define BTMMU_FAULT_PROTECTED	0x2u /* btmmu_protect() denies this access on this guest page */
 #define BTMMU_FAULT_STALE	0x4u /* the region is not the view's current one (base reloaded?) */
 #define BTMMU_FAULT_GUARD	0x8u /* access past the end of the window (wrap-around); slow path */
+/*
+ * The fault interrupted a library call on this thread (a signal handler of
+ * yours touched guest memory while the thread was inside libbtmmu): calls
+ * that need the context's lock (btmmu_map()...) return -EDEADLK, and a RETRY
+ * is taken as SLOW. Emulate the access. MAPPED and PROTECTED are not set.
+ */
+#define BTMMU_FAULT_NESTED	0x10u
 
 /* Verdicts a fault callback returns. */
 #define BTMMU_FAULT_RETRY	0 /* an entry was installed: re-execute the access */

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The context: open/close, backend selection, host page size, stats, version. */
+#include <dirent.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -375,6 +378,55 @@ START_TEST(two_contexts)
 }
 END_TEST
 
+/* The reclaim thread's policy: SCHED_IDLE while idle, and never the caller's. */
+static int thread_policy(pid_t tid)
+{
+	return sched_getscheduler(tid);
+}
+
+/* The policy of the context's reclaim thread: the one task that is not us. */
+static int reaper_policy(pid_t self)
+{
+	int policy = -1;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid > 0 && tid != self)
+			policy = thread_policy(tid);
+	}
+	closedir(d);
+	return policy;
+}
+
+START_TEST(reaper_policy_not_leaked)
+{
+	struct sched_param prio = { .sched_priority = 0 };
+	pid_t self = (pid_t)syscall(SYS_gettid);
+	int i, p = -1;
+
+	ck_assert_int_eq(sched_setscheduler(0, SCHED_BATCH, &prio), 0);
+	fx_open(0, 0);
+	fx_space(32, 12, 0);
+	for (i = 0; i < 8; i++) {
+		ck_assert_int_eq(fx_map(0, 0x1000, 0x1000, 0x1000, BTMMU_PROT_READ, 0), 1);
+		ck_assert_int_eq(btmmu_flush(fx.sp, 1, 0), 0);
+	}
+	ck_assert_int_ge(btmmu_reclaim(fx.ctx), 0);
+	/* The caller keeps its own policy... */
+	ck_assert_int_eq(thread_policy(0), SCHED_BATCH);
+	/* ...and the reclaim thread settles at SCHED_IDLE (not SCHED_BATCH). */
+	for (i = 0; i < 200 && (p = reaper_policy(self)) != SCHED_IDLE; i++)
+		usleep(5000);
+	ck_assert_int_eq(p, SCHED_IDLE);
+	fx_close();
+	ck_assert_int_eq(thread_policy(0), SCHED_BATCH);
+}
+END_TEST
+
 static Suite *context_suite(void)
 {
 	Suite *s = suite_create("context");
@@ -419,6 +471,10 @@ static Suite *context_suite(void)
 	tc = tcase_create("handler");
 	tcase_add_test(tc, handler_installed_and_restored);
 	tcase_add_test(tc, handler_not_installed_with_flag);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("reaper");
+	tcase_add_test(tc, reaper_policy_not_leaked);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stats_version");

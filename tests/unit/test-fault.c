@@ -6,7 +6,9 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -564,6 +566,100 @@ START_TEST(threads_fault_concurrently)
 }
 END_TEST
 
+/*
+ * Teardown races the fault path: threads fault in a loop (the callback
+ * maps and uses fault->space; a pool of 64 entries makes them fault again)
+ * while the main thread destroys the space and closes the context. Space
+ * destroy must wait for dispatches still using the space; afterwards the
+ * threads' accesses are not the library's and reach the handler installed
+ * before it, which ends the thread. Run under TSan and ASan in CI.
+ */
+#define TD_THREADS 3
+
+static __thread sigjmp_buf td_env;
+static atomic_int td_started, td_done;
+
+static void td_prev(int sig, siginfo_t *info, void *uc)
+{
+	(void)sig;
+	(void)info;
+	(void)uc;
+	siglongjmp(td_env, 1);
+}
+
+static int td_callback(struct btmmu_fault *f, void *opaque)
+{
+	struct btmmu_map_req q = { .gva = f->gva & ~UINT64_C(0xfff),
+				   .gpa = f->gva & 0xfff000, .len = 0x1000, .prot = RW };
+	struct btmmu_view_info vi = { .size = sizeof(vi) };
+
+	(void)opaque;
+	btmmu_view_info(f->space, f->view, &vi);
+	return btmmu_map(f->space, f->view, &q) > 0 ? BTMMU_FAULT_RETRY : BTMMU_FAULT_SLOW;
+}
+
+static void *td_worker(void *arg)
+{
+	struct btmmu_space *sp = arg;
+	uintptr_t base;
+	unsigned i = 0;
+	uint32_t v;
+
+	btmmu_view_base(sp, 0, &base);
+	atomic_fetch_add(&td_started, 1);
+	if (sigsetjmp(td_env, 1) == 0) {
+		for (;;) {
+			uint64_t gva = (uint64_t)(i++ % 4096) << 12;
+
+			(void)btmmu_load32(base + gva, &v);
+		}
+	}
+	atomic_fetch_add(&td_done, 1);
+	return NULL;
+}
+
+START_TEST(close_while_threads_fault)
+{
+	struct btmmu_open_args oa = { .size = sizeof(oa), .fault_fn = td_callback,
+				      .max_entries = 64 };
+	struct btmmu_ram_args ra = { .size = sizeof(ra), .len = FX_RAM_SIZE, .fd = -1 };
+	struct btmmu_space_args sa = { .size = sizeof(sa), .va_bits = 32, .page_shift = 12,
+				       .nviews = 1 };
+	struct sigaction act;
+	pthread_t t[TD_THREADS];
+	struct btmmu_space *sp;
+	struct btmmu_ram *ram;
+	struct btmmu *ctx;
+	unsigned round, i;
+
+	fx_close();
+	memset(&act, 0, sizeof(act));
+	act.sa_sigaction = td_prev;
+	act.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&act.sa_mask);
+	ck_assert_int_eq(sigaction(SIGSEGV, &act, NULL), 0);
+	for (round = 0; round < 20; round++) {
+		atomic_store(&td_started, 0);
+		atomic_store(&td_done, 0);
+		ck_assert_int_eq(btmmu_open(&oa, &ctx), 0);
+		ck_assert_int_eq(btmmu_ram_create(ctx, &ra, &ram), 0);
+		ck_assert_int_eq(btmmu_space_create(ctx, &sa, &sp), 0);
+		for (i = 0; i < TD_THREADS; i++)
+			ck_assert_int_eq(pthread_create(&t[i], NULL, td_worker, sp), 0);
+		while (atomic_load(&td_started) < TD_THREADS)
+			sched_yield();
+		usleep(2000 + round * 500);
+		ck_assert_int_eq(btmmu_space_destroy(sp), 0);
+		while (atomic_load(&td_done) < TD_THREADS)
+			sched_yield();
+		for (i = 0; i < TD_THREADS; i++)
+			pthread_join(t[i], NULL);
+		ck_assert_int_eq(btmmu_ram_destroy(ram), 0);
+		ck_assert_int_eq(btmmu_close(ctx), 0);
+	}
+}
+END_TEST
+
 static Suite *fault_suite(void)
 {
 	Suite *s = suite_create("fault");
@@ -606,6 +702,10 @@ static Suite *fault_suite(void)
 	tc = tcase_create("threads");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, threads_fault_concurrently);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("teardown");
+	tcase_add_test(tc, close_while_threads_fault);
 	suite_add_tcase(s, tc);
 	return s;
 }
