@@ -230,6 +230,7 @@ BTMMU_EXPORT int btmmu_stats_get(const struct btmmu *cctx, struct btmmu_stats *o
 	st.protects = atomic_load(&ctx->st.protects);
 	st.reclaims = atomic_load(&ctx->st.reclaims);
 	st.sync_reclaims = atomic_load(&ctx->st.sync_reclaims);
+	st.clear_fallbacks = atomic_load(&ctx->st.clear_fallbacks);
 	/* Refused: this thread holds it below us; no other thread writes then. */
 	locked = !btmmu__lock_mine(&ctx->lock);
 	st.live_entries = ctx->live_entries;

@@ -54,12 +54,17 @@ enum btmmu__region_state {
 struct btmmu__view;
 
 /*
- * One host reservation: `len` bytes serving the view's window, then `guard`
- * bytes of PROT_NONE so accesses running past the window's end fault here
- * rather than in a neighbour.
+ * One host reservation: `lead` bytes of fence, `len` bytes serving the
+ * view's window from `start`, then `guard` bytes of fence so accesses
+ * running past the window's end fault here rather than in a neighbour.
+ * The fences are mappings the kernel never merges with the window's (see
+ * the backend's fence op), so the window's ends are always mapping ends:
+ * replacing the whole window never needs a split, and so never fails
+ * because of vm.max_map_count (shadow.c relies on it).
  */
 struct btmmu__region {
 	uintptr_t start;
+	uint64_t lead;
 	uint64_t len;
 	uint64_t guard;
 	struct btmmu_space *space;
@@ -73,6 +78,7 @@ struct btmmu__region {
 	uint64_t pieces;		/* host mappings of installed entries */
 	uint64_t runs;			/* maximal runs of adjacent installed units */
 	uint64_t merges;		/* adjacent installed pairs the kernel merges */
+	uint64_t leftover;		/* inaccessible mappings left by a refused clear */
 	uint64_t g_lo, g_hi;		/* span of global entries (offsets), lo > hi: none */
 	uint64_t ng_lo, ng_hi;		/* span of non-global entries */
 	struct cds_list_head retired;	/* ctx->retired while RETIRED */
@@ -145,6 +151,7 @@ struct btmmu__stats_counters {
 	_Atomic uint64_t fills, install_calls, unmaps, flushes;
 	_Atomic uint64_t flushes_nonglobal, evictions, protects, reclaims;
 	_Atomic uint64_t sync_reclaims;
+	_Atomic uint64_t clear_fallbacks;	/* windows replaced: the host refused a split */
 };
 
 struct btmmu {
@@ -179,6 +186,7 @@ struct btmmu {
 	uint64_t live_entries;		/* installed units */
 	uint64_t mappings;		/* host mappings (upper bound) */
 	uint64_t budget;		/* max host mappings for this context */
+	uint64_t replaces;		/* regions replaced by host_clear() (shadow.c) */
 
 	struct btmmu__stats_counters st;
 
@@ -207,8 +215,17 @@ struct btmmu_backend_ops {
 	int (*probe)(void);
 	int (*init)(struct btmmu *ctx);
 	void (*fini)(struct btmmu *ctx);
-	/* Reserve len bytes aligned to align, no access. */
-	int (*reserve)(struct btmmu *ctx, uint64_t len, uint64_t align, uintptr_t *start);
+	/*
+	 * Reserve lead + len bytes, no access, such that *start (the byte
+	 * after the lead) is aligned to align.
+	 */
+	int (*reserve)(struct btmmu *ctx, uint64_t lead, uint64_t len, uint64_t align,
+		       uintptr_t *start);
+	/*
+	 * Turn [addr, addr+len) of a reservation into a no-access mapping the
+	 * host never merges with its neighbours (NULL: regions need no fences).
+	 */
+	int (*fence)(struct btmmu *ctx, uintptr_t addr, uint64_t len);
 	int (*release)(struct btmmu *ctx, uintptr_t start, uint64_t len);
 	/* Map fd at fd_off over [addr, addr+len); populate: fill page tables now. */
 	int (*install)(struct btmmu *ctx, uintptr_t addr, uint64_t len, int prot, int fd,
@@ -256,6 +273,8 @@ void btmmu__pool_fini(struct btmmu *ctx);
 struct btmmu__entry *btmmu__entry_find(struct btmmu *ctx, const struct btmmu__region *r,
 				       uint64_t off);
 void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, bool syscalls);
+int btmmu__window_clear(struct btmmu *ctx, struct btmmu__region *r);
+void btmmu__window_cleared(struct btmmu *ctx, struct btmmu__region *r, int leftover);
 void btmmu__ram_drop_entries(struct btmmu *ctx, struct btmmu_ram *ram);
 uint32_t btmmu__entry_host_prot(const struct btmmu *ctx, const struct btmmu__entry *e,
 				uint64_t host_off);

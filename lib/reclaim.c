@@ -29,18 +29,21 @@ void btmmu__wait_tearing(struct btmmu *ctx)
 	}
 }
 
-static void finish(struct btmmu *ctx, struct btmmu__region *r)
+static void finish(struct btmmu *ctx, struct btmmu__region *r, int leftover)
 {
 	btmmu__region_drop_entries(ctx, r, false);
+	btmmu__window_cleared(ctx, r, leftover);
 	r->state = BTMMU__REGION_CLEAN;
 	btmmu__stat_add(&ctx->st.reclaims, 1);
 }
 
 static void reclaim_region_locked(struct btmmu *ctx, struct btmmu__region *r)
 {
+	int leftover;
+
 	cds_list_del(&r->retired);
-	ctx->ops->clear(ctx, r->start, r->len);
-	finish(ctx, r);
+	leftover = btmmu__window_clear(ctx, r);
+	finish(ctx, r, leftover);
 }
 
 bool btmmu__reclaim_locked(struct btmmu *ctx)
@@ -68,6 +71,7 @@ bool btmmu__reclaim_view_locked(struct btmmu *ctx, struct btmmu__view *view)
 bool btmmu__reclaim_one(struct btmmu *ctx)
 {
 	struct btmmu__region *r;
+	int leftover;
 
 	btmmu__wait_tearing(ctx);
 	if (cds_list_empty(&ctx->retired))
@@ -77,9 +81,9 @@ bool btmmu__reclaim_one(struct btmmu *ctx)
 	r->state = BTMMU__REGION_TEARING;
 	ctx->tearing = r;
 	btmmu__unlock_keep(&ctx->lock);
-	ctx->ops->clear(ctx, r->start, r->len);
+	leftover = btmmu__window_clear(ctx, r);
 	btmmu__relock_kept(&ctx->lock);
-	finish(ctx, r);
+	finish(ctx, r, leftover);
 	ctx->tearing = NULL;
 	atomic_fetch_add(&ctx->tearing_gen, 1);
 	btmmu__futex_wake_all(&ctx->tearing_gen);

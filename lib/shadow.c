@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -237,7 +238,7 @@ static inline uint64_t fd_off(const struct btmmu__entry *e, uint64_t within)
 
 static inline uint64_t region_vmas(const struct btmmu__region *r)
 {
-	return r->runs + 1 + r->pieces - r->merges;
+	return r->runs + 1 + r->pieces - r->merges + r->leftover;
 }
 
 static struct btmmu__entry *installed_at(struct btmmu *ctx, struct btmmu__region *r, uint64_t off)
@@ -331,6 +332,101 @@ static void spans_reset(struct btmmu__region *r, bool global_too)
 }
 
 /* ------------------------------------------------------------------ */
+/* Taking access away, whatever the host says                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Return r's whole window to no access, in one host call that cannot split
+ * a mapping (the window's ends are mapping ends: its fences, internal.h).
+ * Normally the window becomes the bare reservation again. But the kernel
+ * lets a split push the process's mappings one past vm.max_map_count, and
+ * then refuses every mmap() up front: the rights are taken away in place
+ * instead (mprotect() has no such check and needs no split here), and the
+ * window keeps its mappings, now inaccessible. Returns 0, or 1 for that
+ * fallback. Should the host refuse even that (out of kernel memory), no
+ * state is left that keeps the promise that a removed translation is
+ * unusable: stop the process. Async-signal-safe; callable without the lock.
+ */
+int btmmu__window_clear(struct btmmu *ctx, struct btmmu__region *r)
+{
+	static const char msg[] = "libbtmmu: cannot return a shadow window to no access "
+				  "(host out of memory); aborting rather than leave stale "
+				  "translations usable\n";
+	ssize_t w;
+
+	if (!ctx->ops->clear(ctx, r->start, r->len))
+		return 0;
+	if (!ctx->ops->protect(ctx, r->start, r->len, 0))
+		return 1;
+	w = write(2, msg, sizeof(msg) - 1);
+	(void)w;
+	abort();
+}
+
+/*
+ * After btmmu__window_clear() and the entries dropped: the region's counts
+ * start again from an empty window, or from one whose mappings (at most
+ * what the counts held) are still there, inaccessible.
+ */
+void btmmu__window_cleared(struct btmmu *ctx, struct btmmu__region *r, int leftover)
+{
+	uint64_t before = region_vmas(r);
+
+	btmmu__region_reset_counts(ctx, r);
+	if (leftover) {
+		r->leftover = before - 1;
+		ctx->mappings += r->leftover;
+	}
+}
+
+/*
+ * Drop every entry of r and return its whole window to no access, as a
+ * flush does; entries pinned by an install in progress stay linked,
+ * uninstalled (they have no host mapping left).
+ */
+static void region_replace(struct btmmu *ctx, struct btmmu__region *r)
+{
+	uint32_t i, next;
+	int g, leftover;
+
+	btmmu__stat_add(&ctx->st.clear_fallbacks, 1);
+	leftover = btmmu__window_clear(ctx, r);
+	for (g = 0; g < 2; g++) {
+		for (i = r->head[g]; i; i = next) {
+			struct btmmu__entry *e = &ctx->pool[i];
+
+			next = e->reg_next;
+			if (e->flags & BTMMU__E_INSTALLED) {
+				pa_remove(ctx, e);
+				ctx->live_entries--;
+				e->flags &= (uint8_t)~BTMMU__E_INSTALLED;
+			}
+			if (!(e->flags & BTMMU__E_PINNED))
+				entry_unlink(ctx, e);
+		}
+	}
+	btmmu__window_cleared(ctx, r, leftover);
+	ctx->replaces++;
+	atomic_fetch_add_explicit(&r->view->gen, 1, memory_order_release);
+}
+
+/*
+ * Return [off, off+len) of r to no access. The host may refuse: splitting a
+ * mapping needs a VMA more, past vm.max_map_count it fails with ENOMEM
+ * (and MAP_FIXED may have dropped the old mapping or not). Then the whole
+ * window goes instead. Returns true when only the range went, false when
+ * the region was replaced (its entries are gone: callers walking them must
+ * stop).
+ */
+static bool host_clear(struct btmmu *ctx, struct btmmu__region *r, uint64_t off, uint64_t len)
+{
+	if (!ctx->ops->clear(ctx, r->start + off, len))
+		return true;
+	region_replace(ctx, r);
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
 /* Host mapping of one entry                                           */
 /* ------------------------------------------------------------------ */
 
@@ -390,7 +486,8 @@ static void entry_evict(struct btmmu *ctx, struct btmmu__entry *e)
 {
 	if (e->flags & BTMMU__E_INSTALLED) {
 		mark_uninstalled(ctx, e);
-		ctx->ops->clear(ctx, e->region->start + e->off, unit_size(e));
+		if (!host_clear(ctx, e->region, e->off, unit_size(e)))
+			return; /* the region went, e with it */
 	}
 	entry_unlink(ctx, e);
 }
@@ -462,14 +559,15 @@ void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, bool
 		entry_unlink(ctx, e);
 	}
 	if (syscalls)
-		ctx->ops->clear(ctx, r->start, r->len);
-	btmmu__region_reset_counts(ctx, r);
+		btmmu__window_cleared(ctx, r, btmmu__window_clear(ctx, r));
+	else
+		btmmu__region_reset_counts(ctx, r);
 }
 
 void btmmu__region_reset_counts(struct btmmu *ctx, struct btmmu__region *r)
 {
 	ctx->mappings -= region_vmas(r) - 1;
-	r->runs = r->pieces = r->merges = r->nglobal = r->ninstalled = 0;
+	r->runs = r->pieces = r->merges = r->nglobal = r->ninstalled = r->leftover = 0;
 	spans_reset(r, true);
 }
 
@@ -583,7 +681,7 @@ static void run_fail(struct mapper *m, int err)
 	unsigned i;
 
 	/* The kernel may have dropped the old mappings: restore no-access. */
-	ctx->ops->clear(ctx, m->run.addr, m->run.len);
+	host_clear(ctx, m->r, m->run.addr - m->r->start, m->run.len);
 	for (i = 0; i < m->run.n; i++) {
 		struct btmmu__entry *e = m->run.e[i];
 
@@ -644,7 +742,7 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 	e->flags |= BTMMU__E_PINNED;
 	if (!make_room(ctx, 0, (uint64_t)m->run.n + 3 + (e->ram->ndenied ? us / hp : 0))) {
 		/* A replaced entry still has its old mapping: it must go too. */
-		ctx->ops->clear(ctx, m->r->start + e->off, us);
+		host_clear(ctx, m->r, e->off, us);
 		e->flags &= (uint8_t)~BTMMU__E_PINNED;
 		entry_unlink(ctx, e);
 		return;
@@ -653,14 +751,15 @@ static void queue_install(struct mapper *m, struct btmmu__entry *e, int subpages
 		/* Possibly several pieces: install alone. */
 		run_flush(m);
 		ret = apply_runs(ctx, e, true, m->populate);
-		e->flags &= (uint8_t)~BTMMU__E_PINNED;
 		if (ret) {
-			ctx->ops->clear(ctx, m->r->start + e->off, us);
+			host_clear(ctx, m->r, e->off, us);
+			e->flags &= (uint8_t)~BTMMU__E_PINNED;
 			entry_unlink(ctx, e);
 			if (!m->err)
 				m->err = ret;
 			return;
 		}
+		e->flags &= (uint8_t)~BTMMU__E_PINNED;
 		count_fills(m, 1);
 		mark_installed(ctx, e);
 		m->pages += subpages;
@@ -799,7 +898,7 @@ static void map_subpages(struct mapper *m, uint64_t off, uint64_t bits, unsigned
 	set_rights(ctx, e, bits, prot, global);
 	if (e->present != sp->sub_full || (e->flags & BTMMU__E_NONUNIFORM)) {
 		if (was) /* a page no longer fits: the host page must go */
-			ctx->ops->clear(ctx, m->r->start + off, us);
+			host_clear(ctx, m->r, off, us);
 		return;
 	}
 	if (was && e->gpa == old_gpa && entry_want(e) == old_want) {
@@ -1045,13 +1144,13 @@ static unsigned unmap_region(struct btmmu *ctx, struct btmmu__region *r, uint64_
 		}
 	}
 	if (clo < chi)
-		ctx->ops->clear(ctx, r->start + clo, chi - clo);
+		host_clear(ctx, r, clo, chi - clo);
 	return n;
 }
 
 BTMMU_EXPORT int btmmu_unmap(struct btmmu_space *sp, uint32_t views, uint64_t gva, uint64_t len)
 {
-	uint64_t pm, lo, hi, skip;
+	uint64_t pm, lo = 0, hi = 0, skip;
 	struct btmmu *ctx;
 	unsigned v, n = 0;
 	bool inside;
@@ -1074,6 +1173,8 @@ BTMMU_EXPORT int btmmu_unmap(struct btmmu_space *sp, uint32_t views, uint64_t gv
 			n += unmap_region(ctx, sp->views[v].cur, lo, hi);
 		bump_gen(&sp->views[v]);
 	}
+	/* Holes split merged mappings: back under the budget. */
+	make_room(ctx, 0, 0);
 	btmmu__unlock(&ctx->lock);
 	btmmu__stat_add(&ctx->st.unmaps, n);
 	return (int)BTMMU_MIN(n, (unsigned)INT32_MAX);
@@ -1162,7 +1263,8 @@ static void flush_nonglobal(struct btmmu *ctx, struct btmmu__region *r)
 		if (e->flags & BTMMU__E_INSTALLED) {
 			mark_uninstalled(ctx, e);
 			if (!disjoint) {
-				ctx->ops->clear(ctx, r->start + e->off, us);
+				if (!host_clear(ctx, r, e->off, us))
+					return; /* the whole region went */
 			} else {
 				clo = BTMMU_MIN(clo, e->off);
 				chi = BTMMU_MAX(chi, e->off + us);
@@ -1175,9 +1277,9 @@ static void flush_nonglobal(struct btmmu *ctx, struct btmmu__region *r)
 		else
 			list_fix(ctx, e);
 	}
-	if (clo < chi)
-		ctx->ops->clear(ctx, r->start + clo, chi - clo);
 	spans_reset(r, false);
+	if (clo < chi)
+		host_clear(ctx, r, clo, chi - clo);
 }
 
 static void flush_space(struct btmmu *ctx, struct btmmu_space *sp, uint32_t views, uint32_t flags,
@@ -1211,6 +1313,8 @@ BTMMU_EXPORT int btmmu_flush(struct btmmu_space *sp, uint32_t views, uint32_t fl
 	if (btmmu__lock_mine(&ctx->lock))
 		return -EDEADLK;
 	flush_space(ctx, sp, views, flags, &retired);
+	if (flags & BTMMU_FLUSH_NONGLOBAL)
+		make_room(ctx, 0, 0); /* holes split merged mappings */
 	btmmu__unlock(&ctx->lock);
 	if (retired)
 		btmmu__reaper_kick(ctx);
@@ -1255,8 +1359,8 @@ static unsigned reapply(struct btmmu *ctx, struct btmmu__entry *e)
 	mark_uninstalled(ctx, e);
 	if (apply_runs(ctx, e, false, false)) {
 		/* Rights unknown now: drop the entry, the next access faults. */
-		ctx->ops->clear(ctx, e->region->start + e->off, unit_size(e));
-		entry_unlink(ctx, e);
+		if (host_clear(ctx, e->region, e->off, unit_size(e)))
+			entry_unlink(ctx, e);
 		return 1;
 	}
 	mark_installed(ctx, e);
@@ -1266,10 +1370,13 @@ static unsigned reapply(struct btmmu *ctx, struct btmmu__entry *e)
 /* Re-apply rights to every installed alias of [gpa, gpa+len) in ram. */
 static unsigned apply_rights(struct btmmu *ctx, struct btmmu_ram *ram, uint64_t gpa, uint64_t len)
 {
-	uint64_t lookups = 0, u;
+	uint64_t lookups = 0, u, replaced;
 	unsigned s, n = 0;
 	uint32_t i;
 
+again:
+	/* A region replaced under us (host_clear) frees entries we walk: restart. */
+	replaced = ctx->replaces;
 	for (s = 0; s < 32; s++) {
 		if (ctx->unit_shifts & (UINT32_C(1) << s))
 			lookups += (len >> s) + 2;
@@ -1294,6 +1401,8 @@ static unsigned apply_rights(struct btmmu *ctx, struct btmmu_ram *ram, uint64_t 
 						if ((e->flags & BTMMU__E_INSTALLED) &&
 						    e->ram == ram && overlaps(e, gpa, len))
 							n += reapply(ctx, e);
+						if (ctx->replaces != replaced)
+							goto again;
 					}
 				}
 			}
@@ -1313,6 +1422,8 @@ static unsigned apply_rights(struct btmmu *ctx, struct btmmu_ram *ram, uint64_t 
 				i = e->pa_next;
 				if (e->gpa == u && e->unit_shift == s && e->ram == ram)
 					n += reapply(ctx, e);
+				if (ctx->replaces != replaced)
+					goto again;
 			}
 		}
 	}

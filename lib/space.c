@@ -14,6 +14,8 @@
 #define DEFAULT_MAX_WINDOW_BITS 40u
 #define GUARD_BYTES (UINT64_C(64) << 10)
 #define REGION_ALIGN (UINT64_C(2) << 20)
+/* Host mappings a region holds when empty: its window, and its two fences. */
+#define REGION_FIXED_VMAS(ctx) ((ctx)->ops->fence ? 3u : 1u)
 
 static int space_geometry(const struct btmmu *ctx, struct btmmu_space_args *a)
 {
@@ -69,8 +71,10 @@ static void release_regions(struct btmmu *ctx, struct btmmu__region *regions, si
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (regions[i].start)
-			ctx->ops->release(ctx, regions[i].start, regions[i].len + regions[i].guard);
+		struct btmmu__region *r = &regions[i];
+
+		if (r->start)
+			ctx->ops->release(ctx, r->start - r->lead, r->lead + r->len + r->guard);
 	}
 }
 
@@ -120,14 +124,22 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 
 		r->len = sp->window_size;
 		r->guard = BTMMU_MAX(GUARD_BYTES, UINT64_C(1) << ctx->host_page_shift);
+		r->lead = ctx->ops->fence ? UINT64_C(1) << ctx->real_page_shift : 0;
 		r->space = sp;
 		r->view = &sp->views[i / a.ring];
 		r->state = BTMMU__REGION_CLEAN;
 		r->g_lo = r->ng_lo = UINT64_MAX;
 		CDS_INIT_LIST_HEAD(&r->retired);
-		ret = ctx->ops->reserve(ctx, r->len + r->guard, align, &r->start);
+		ret = ctx->ops->reserve(ctx, r->lead, r->len + r->guard, align, &r->start);
 		if (ret)
 			goto err_release;
+		if (ctx->ops->fence) {
+			ret = ctx->ops->fence(ctx, r->start - r->lead, r->lead);
+			if (!ret)
+				ret = ctx->ops->fence(ctx, r->start + r->len, r->guard);
+			if (ret)
+				goto err_release;
+		}
 	}
 	for (v = 0; v < a.nviews; v++) {
 		sp->views[v].ring = &regions[(size_t)v * a.ring];
@@ -148,7 +160,7 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 	}
 	for (i = 0; i < nreg; i++)
 		regions[i].id = ++ctx->next_region_id;
-	ctx->mappings += nreg;
+	ctx->mappings += nreg * REGION_FIXED_VMAS(ctx);
 	ctx->unit_shifts |= UINT32_C(1) << sp->unit_shift;
 	cds_list_add_tail(&sp->node, &ctx->spaces);
 	for (v = 0; v < a.nviews; v++)
@@ -194,7 +206,7 @@ BTMMU_EXPORT int btmmu_space_destroy(struct btmmu_space *sp)
 			cds_list_del(&regions[i].retired);
 		btmmu__region_drop_entries(ctx, &regions[i], false);
 	}
-	ctx->mappings -= nreg;
+	ctx->mappings -= nreg * REGION_FIXED_VMAS(ctx);
 	cds_list_del(&sp->node);
 	btmmu__unlock(&ctx->lock);
 	pthread_mutex_unlock(&ctx->admin);

@@ -341,6 +341,7 @@ struct btmmu_stats {
 	uint64_t live_entries;		/* units installed now */
 	uint64_t live_mappings;		/* host mappings now (upper bound) */
 	uint64_t max_mappings;		/* budget */
+	uint64_t clear_fallbacks;	/* windows emptied whole: the host refused a split */
 };
 
 int btmmu_stats_get(const struct btmmu *ctx, struct btmmu_stats *stats);

@@ -29,9 +29,10 @@ static void user_fini(struct btmmu *ctx)
 	(void)ctx;
 }
 
-static int user_reserve(struct btmmu *ctx, uint64_t len, uint64_t align, uintptr_t *start)
+static int user_reserve(struct btmmu *ctx, uint64_t lead, uint64_t len, uint64_t align,
+			uintptr_t *start)
 {
-	uint64_t total = len + align;
+	uint64_t total = lead + len + align;
 	uintptr_t p, a;
 	void *m;
 
@@ -42,14 +43,27 @@ static int user_reserve(struct btmmu *ctx, uint64_t len, uint64_t align, uintptr
 	if (m == MAP_FAILED)
 		return -errno;
 	p = (uintptr_t)m;
-	a = (p + align - 1) & ~(uintptr_t)(align - 1);
-	/* Trim the slack on both sides so only [a, a+len) stays reserved. */
-	if (a > p)
-		munmap((void *)p, a - p);
+	a = (p + lead + align - 1) & ~(uintptr_t)(align - 1);
+	/* Trim the slack on both sides so only [a - lead, a + len) stays reserved. */
+	if (a - lead > p)
+		munmap((void *)p, a - lead - p);
 	if (p + total > a + len)
 		munmap((void *)(a + len), p + total - (a + len));
 	*start = a;
 	return 0;
+}
+
+/*
+ * A shared anonymous mapping is a file of its own: the kernel never merges
+ * it with a neighbour, so the ends of the range it bounds stay mapping ends.
+ */
+static int user_fence(struct btmmu *ctx, uintptr_t addr, uint64_t len)
+{
+	void *m;
+
+	(void)ctx;
+	m = mmap((void *)addr, len, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	return m == MAP_FAILED ? -errno : 0;
 }
 
 static int user_release(struct btmmu *ctx, uintptr_t start, uint64_t len)
@@ -93,6 +107,7 @@ const struct btmmu_backend_ops btmmu__backend_user = {
 	.init = user_init,
 	.fini = user_fini,
 	.reserve = user_reserve,
+	.fence = user_fence,
 	.release = user_release,
 	.install = user_install,
 	.protect = user_protect,

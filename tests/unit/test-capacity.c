@@ -4,6 +4,7 @@
  * estimate of host mappings checked against the kernel's own count.
  */
 #include <stdio.h>
+#include <sys/mman.h>
 
 #include "fixture.h"
 
@@ -143,9 +144,12 @@ START_TEST(estimate_large_units_split)
 	}
 	rstart = b;
 	rend = b + (UINT64_C(1) << 32) + (64 << 10);
-	/* RAM (2), the first space's region (1), this one: 5 pieces + 2 reserved. */
-	ck_assert_uint_eq(region_vmas(), 7);
-	ck_assert_uint_ge(fx_stats().live_mappings, 7 + 2 + 1);
+	/*
+	 * In this window: 5 pieces + 2 reserved, and the tail fence; beside
+	 * it RAM (2), the first space's region (3) and this one's lead fence.
+	 */
+	ck_assert_uint_eq(region_vmas(), 8);
+	ck_assert_uint_ge(fx_stats().live_mappings, 8 + 2 + 3 + 1);
 	ck_assert_int_eq(btmmu_space_destroy(big), 0);
 }
 END_TEST
@@ -238,8 +242,11 @@ START_TEST(failed_replacement_leaves_nothing_stale)
 	uint32_t v;
 
 	fx_close();
-	/* RAM (2) + one region (1) + one lone entry (2) = 5: room for exactly one. */
-	open_limited(6, 0);
+	/*
+	 * RAM (2) + one region (window and its two fences: 3) + one lone entry
+	 * (2) = 7: room for exactly one.
+	 */
+	open_limited(8, 0);
 	fx.policy = FX_SLOW;
 	*(uint32_t *)(fx.host + 0x1000) = 0x01d;
 	ck_assert_int_eq(fx_map(0, 0x100000, 0x1000, 4096, R, 0), 1);
@@ -250,6 +257,146 @@ START_TEST(failed_replacement_leaves_nothing_stale)
 	if (btmmu_load32(rstart + 0x100000, &v) == 0)
 		ck_assert_uint_ne(v, 0x01d);
 	check_estimate();
+}
+END_TEST
+
+/*
+ * The kernel refuses host mappings for real: leave the process only `left`
+ * VMAs below vm.max_map_count (one anonymous mapping whose pages alternate
+ * protections), while the context's own budget is far larger. Splitting a
+ * host mapping (unmap or protect in the middle of a merged run) then fails
+ * with ENOMEM inside the library.
+ */
+static void *hog;
+static size_t hog_len;
+
+static uint64_t proc_u64(const char *path)
+{
+	unsigned long long v = 0;
+	FILE *f = fopen(path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%llu", &v), 1);
+	fclose(f);
+	return v;
+}
+
+static uint64_t own_vmas(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	uint64_t n = 0;
+	int c;
+
+	ck_assert_ptr_nonnull(f);
+	while ((c = getc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+static void consume_vmas(uint64_t left)
+{
+	uint64_t max = proc_u64("/proc/sys/vm/max_map_count"), used = own_vmas(), n, i;
+
+	ck_assert_uint_gt(max, used + left + 2);
+	n = max - used - left;
+	hog_len = (size_t)n * 4096;
+	hog = mmap(NULL, hog_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ck_assert_ptr_ne(hog, MAP_FAILED);
+	for (i = 1; i < n; i += 2)
+		ck_assert_int_eq(mprotect((char *)hog + i * 4096, 4096, PROT_NONE), 0);
+	ck_assert_uint_le(own_vmas(), max - left + 4);
+}
+
+static void release_vmas(void)
+{
+	if (hog)
+		munmap(hog, hog_len);
+	hog = NULL;
+}
+
+/* Map the whole RAM at gva 0 (contiguous: a handful of host mappings). */
+static void map_all(uint32_t prot)
+{
+	ck_assert_int_eq(fx_map(0, 0, 0, FX_RAM_SIZE, prot, 0), (int)(FX_RAM_SIZE / 4096));
+}
+
+/*
+ * Unmapping every other page of a merged run splits it at each page; past
+ * vm.max_map_count the kernel refuses, and the library must still not
+ * leave a page readable once btmmu_unmap() returned 0 (before the fix:
+ * most unmapped pages stayed readable, the call still returned success).
+ */
+START_TEST(unmap_past_max_map_count)
+{
+	unsigned i, readable = 0, bad = 0;
+	uint8_t v;
+
+	fx_close();
+	open_limited(UINT64_C(1) << 20, UINT64_C(1) << 16);
+	fx.policy = FX_SLOW;
+	map_all(R);
+	consume_vmas(300);
+	for (i = 0; i < FX_RAM_SIZE / 4096; i += 2)
+		ck_assert_int_ge(btmmu_unmap(sp, 1, (uint64_t)i * 4096, 4096), 0);
+	for (i = 0; i < FX_RAM_SIZE / 4096; i++) {
+		int r = btmmu_load8(rstart + (uintptr_t)i * 4096, &v);
+
+		if (i % 2 == 0 && r == 0)
+			bad++;
+		readable += r == 0;
+	}
+	release_vmas();
+	ck_assert_msg(bad == 0, "%u unmapped pages still readable", bad);
+	/* Pages not unmapped may have gone too (a cache), but the data did not. */
+	ck_assert_uint_le(readable, FX_RAM_SIZE / 4096 / 2);
+}
+END_TEST
+
+/* The same for btmmu_protect(): a write-protected page takes no store. */
+START_TEST(protect_past_max_map_count)
+{
+	unsigned i, bad = 0;
+
+	fx_close();
+	open_limited(UINT64_C(1) << 20, UINT64_C(1) << 16);
+	fx.policy = FX_SLOW;
+	map_all(RW);
+	consume_vmas(300);
+	for (i = 0; i < FX_RAM_SIZE / 4096; i += 2)
+		ck_assert_int_ge(btmmu_protect(fx.ctx, (uint64_t)i * 4096, 4096, R), 0);
+	for (i = 0; i < FX_RAM_SIZE / 4096; i += 2) {
+		fx.host[(size_t)i * 4096] = 7;
+		if (btmmu_store8(rstart + (uintptr_t)i * 4096, 9) == 0)
+			bad++;
+		ck_assert_uint_eq(fx.host[(size_t)i * 4096], bad ? 9 : 7);
+		if (bad)
+			break;
+	}
+	release_vmas();
+	ck_assert_msg(bad == 0, "a store went through a write-protected page");
+}
+END_TEST
+
+/* And for flushes that drop non-global entries between global ones. */
+START_TEST(nonglobal_flush_past_max_map_count)
+{
+	unsigned i, bad = 0;
+	uint8_t v;
+
+	fx_close();
+	open_limited(UINT64_C(1) << 20, UINT64_C(1) << 16);
+	fx.policy = FX_SLOW;
+	for (i = 0; i < FX_RAM_SIZE / 4096; i++)
+		ck_assert_int_eq(fx_map(0, (uint64_t)i * 4096, (uint64_t)i * 4096, 4096, R,
+					(i % 2) ? BTMMU_MAP_GLOBAL : 0),
+				 1);
+	consume_vmas(300);
+	ck_assert_int_eq(btmmu_flush(sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
+	for (i = 0; i < FX_RAM_SIZE / 4096; i += 2)
+		bad += btmmu_load8(rstart + (uintptr_t)i * 4096, &v) == 0;
+	release_vmas();
+	ck_assert_msg(bad == 0, "%u flushed non-global pages still readable", bad);
 }
 END_TEST
 
@@ -281,6 +428,9 @@ static Suite *capacity_suite(void)
 	tcase_add_test(tc, pool_recycles);
 	tcase_add_test(tc, batch_larger_than_pool);
 	tcase_add_test(tc, failed_replacement_leaves_nothing_stale);
+	tcase_add_test(tc, unmap_past_max_map_count);
+	tcase_add_test(tc, protect_past_max_map_count);
+	tcase_add_test(tc, nonglobal_flush_past_max_map_count);
 	suite_add_tcase(s, tc);
 	return s;
 }
