@@ -19,6 +19,8 @@ int btmmu__copy_args(void *dst, size_t dst_size, const void *src)
 	memcpy(&src_size, src, sizeof(src_size));
 	if (src_size < sizeof(size_t))
 		return -EINVAL;
+	if (src_size > BTMMU__ARGS_MAX)
+		return -E2BIG; /* garbage: not a struct any version will have */
 	memset(dst, 0, dst_size);
 	if (src_size <= dst_size) {
 		memcpy(dst, src, src_size);
@@ -53,6 +55,18 @@ int btmmu__create_args(const void *ctx, const void *out, void *dst, size_t dst_s
  * zeroes for the caller's fields we do not know, and size set to the bytes
  * we filled (as sched_getattr does).
  */
+int btmmu__check_out(const void *dst)
+{
+	size_t dst_size;
+
+	if (!dst)
+		return -EFAULT;
+	memcpy(&dst_size, dst, sizeof(dst_size));
+	if (dst_size < sizeof(size_t))
+		return -EINVAL;
+	return dst_size > BTMMU__ARGS_MAX ? -E2BIG : 0;
+}
+
 void btmmu__copy_out(void *dst, const void *src, size_t src_size)
 {
 	size_t dst_size, n;

@@ -85,7 +85,7 @@ BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **c
 	struct btmmu_open_args a;
 	const struct btmmu_backend_ops *ops;
 	struct btmmu *ctx;
-	uint32_t real, hps;
+	uint32_t real, hps, from;
 	uint64_t budget, pool;
 	int ret;
 
@@ -108,10 +108,18 @@ BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **c
 	if (ret)
 		return ret;
 
-	if (!(ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS))
+	if (!(ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS)) {
 		budget = UINT64_MAX;
-	else
-		budget = a.max_mappings ? a.max_mappings : auto_budget();
+		from = BTMMU_CAPACITY_UNLIMITED;
+	} else if (a.max_mappings) {
+		budget = a.max_mappings;
+		from = BTMMU_CAPACITY_ASKED_MAPPINGS;
+	} else {
+		budget = auto_budget();
+		from = BTMMU_CAPACITY_MAP_COUNT;
+	}
+	if (a.max_entries)
+		from |= BTMMU_CAPACITY_ASKED_ENTRIES;
 	/*
 	 * Entries that are neighbours in the region and in the file merge into
 	 * one host mapping, so a budget of mappings holds several times as many
@@ -133,6 +141,7 @@ BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **c
 	ctx->fault_fn = a.fault_fn;
 	ctx->fault_opaque = a.fault_opaque;
 	ctx->budget = budget;
+	ctx->capacity_from = from;
 	pthread_mutex_init(&ctx->admin, NULL);
 	atomic_init(&ctx->lock.word, 0);
 	CDS_INIT_LIST_HEAD(&ctx->rams);
@@ -208,13 +217,13 @@ BTMMU_EXPORT int btmmu_stats_get(const struct btmmu *cctx, struct btmmu_stats *o
 	struct btmmu *ctx = (struct btmmu *)cctx;
 	struct btmmu_stats st;
 	bool locked;
+	int ret;
 
 	if (!ctx)
 		return -EINVAL;
-	if (!out)
-		return -EFAULT;
-	if (out->size < sizeof(size_t))
-		return -EINVAL;
+	ret = btmmu__check_out(out);
+	if (ret)
+		return ret;
 	memset(&st, 0, sizeof(st));
 	st.faults = atomic_load(&ctx->st.faults);
 	st.faults_retry = atomic_load(&ctx->st.faults_retry);
@@ -239,6 +248,33 @@ BTMMU_EXPORT int btmmu_stats_get(const struct btmmu *cctx, struct btmmu_stats *o
 		btmmu__unlock(&ctx->lock);
 	st.max_mappings = ctx->budget;
 	btmmu__copy_out(out, &st, sizeof(st));
+	return 0;
+}
+
+BTMMU_EXPORT int btmmu_backend_info(const struct btmmu *ctx, struct btmmu_backend_info *out)
+{
+	struct btmmu_backend_info bi;
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	ret = btmmu__check_out(out);
+	if (ret)
+		return ret;
+	memset(&bi, 0, sizeof(bi));
+	strncpy(bi.name, ctx->ops->name, sizeof(bi.name) - 1);
+	if (ctx->ops->caps & BTMMU_BACKEND_EXEC_ONLY)
+		bi.flags |= BTMMU_INFO_EXEC_ONLY;
+	if (ctx->ops->caps & BTMMU_BACKEND_KERNEL_BATCH)
+		bi.flags |= BTMMU_INFO_KERNEL_BATCH;
+	if (ctx->ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS)
+		bi.flags |= BTMMU_INFO_MAPPINGS;
+	bi.capacity_from = ctx->capacity_from;
+	bi.max_entries = ctx->npool - 1;
+	bi.max_mappings = ctx->budget;
+	bi.max_window_bits = BTMMU_MAX_WINDOW_BITS;
+	bi.host_page_shift = ctx->host_page_shift;
+	btmmu__copy_out(out, &bi, sizeof(bi));
 	return 0;
 }
 

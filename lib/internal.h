@@ -186,6 +186,7 @@ struct btmmu {
 	uint64_t live_entries;		/* installed units */
 	uint64_t mappings;		/* host mappings (upper bound) */
 	uint64_t budget;		/* max host mappings for this context */
+	uint32_t capacity_from;		/* BTMMU_CAPACITY_*: how budget and pool were set */
 	uint64_t replaces;		/* regions replaced by host_clear() (shadow.c) */
 
 	struct btmmu__stats_counters st;
@@ -200,6 +201,8 @@ struct btmmu {
 /* ---- backends ---- */
 
 #define BTMMU_BACKEND_COUNTS_MAPPINGS 0x1u /* host mappings are a budgeted resource */
+#define BTMMU_BACKEND_EXEC_ONLY	      0x2u /* exec-only entries unreadable */
+#define BTMMU_BACKEND_KERNEL_BATCH    0x4u /* batched installs in one kernel call */
 
 /*
  * A backend changes host mappings; the core keeps the bookkeeping. Every
@@ -248,7 +251,11 @@ int btmmu__backend_select(const char *name, const struct btmmu_backend_ops **ops
 int btmmu__create_args(const void *ctx, const void *out, void *dst, size_t dst_size,
 		       const void *src);
 int btmmu__copy_args(void *dst, size_t dst_size, const void *src);
+/* An output struct's size: -EFAULT (NULL), -EINVAL (too small), -E2BIG. */
+int btmmu__check_out(const void *dst);
 void btmmu__copy_out(void *dst, const void *src, size_t src_size);
+/* The largest size field accepted in an argument struct: a page. */
+#define BTMMU__ARGS_MAX 4096u
 
 /* registry.c: process-wide region lookup for the fault path. */
 int btmmu__registry_add(struct btmmu__region *regions, size_t n);

@@ -222,12 +222,13 @@ BTMMU_EXPORT int btmmu_view_info(const struct btmmu_space *sp, unsigned view,
 {
 	struct btmmu_view_info vi;
 
+	int ret;
+
 	if (!sp || view >= sp->nviews)
 		return -EINVAL;
-	if (!info)
-		return -EFAULT;
-	if (info->size < sizeof(size_t))
-		return -EINVAL;
+	ret = btmmu__check_out(info);
+	if (ret)
+		return ret;
 	memset(&vi, 0, sizeof(vi));
 	/* Generation first: a flush in between then makes the caller's gen stale. */
 	vi.gen = atomic_load_explicit(&((struct btmmu_space *)sp)->views[view].gen,

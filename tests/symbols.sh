@@ -11,8 +11,7 @@ header=$srcdir/include/btmmu/btmmu.h
 command -v nm >/dev/null || { echo "nm not found"; exit 77; }
 [ -f "$lib" ] || { echo "$lib not built (static-only build?)"; exit 77; }
 
-want=$(sed -n '/global:/,/local:/p' "$map" | grep -oE '^[[:space:]]*btmmu_[a-z0-9_]+;' |
-	tr -d ' \t;' | sort)
+want=$(grep -oE '^[[:space:]]*btmmu_[a-z0-9_]+;' "$map" | tr -d ' \t;' | sort)
 have=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWi]$/ {sub(/@.*/, "", $3); print $3}' |
 	grep -v '^LIBBTMMU' | sort)
 declared=$(grep -v '^static' "$header" | grep -oE '^[a-z_ ]*[ *]btmmu_[a-z0-9_]+\(' |
@@ -29,11 +28,20 @@ if [ -n "$missing" ]; then
 	echo "declared in btmmu.h but not exported: $missing"
 	fail=1
 fi
-versioned=$(nm -D --defined-only "$lib" | grep -c '@@LIBBTMMU_0.1' || true)
-if [ "$versioned" -ne "$(echo "$want" | wc -l)" ]; then
-	echo "not every symbol carries the LIBBTMMU_0.1 version"
-	fail=1
-fi
+# Each symbol carries the version of the map node that lists it.
+dyn=$(nm -D --defined-only "$lib")
+node=
+while read -r line; do
+	case $line in
+	LIBBTMMU_*\{*) node=${line%% *} ;;
+	btmmu_*\;)
+		sym=${line%;}
+		if ! grep -q " $sym@@$node\$" <<<"$dyn"; then
+			echo "$sym does not carry the version $node"
+			fail=1
+		fi ;;
+	esac
+done < <(sed 's/^[[:space:]]*//' "$map")
 soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 if [ "$soname" != libbtmmu.so.0 ]; then
 	echo "SONAME is '$soname', want libbtmmu.so.0"

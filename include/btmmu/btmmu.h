@@ -163,6 +163,31 @@ struct btmmu_open_args {
 };
 
 int btmmu_open(const struct btmmu_open_args *args, struct btmmu **ctxp);
+
+/* btmmu_backend_info.flags: what the backend does, so callers need not guess. */
+#define BTMMU_INFO_EXEC_ONLY	0x1u /* exec-only entries are not readable by the host */
+#define BTMMU_INFO_KERNEL_BATCH	0x2u /* a batch of installs is one kernel call */
+#define BTMMU_INFO_MAPPINGS	0x4u /* host mappings are budgeted (vm.max_map_count) */
+
+/* btmmu_backend_info.capacity_from: how the capacity was computed. */
+#define BTMMU_CAPACITY_MAP_COUNT	0x1u /* budget: what vm.max_map_count leaves the process */
+#define BTMMU_CAPACITY_ASKED_MAPPINGS	0x2u /* budget: btmmu_open_args.max_mappings */
+#define BTMMU_CAPACITY_ASKED_ENTRIES	0x4u /* entries: btmmu_open_args.max_entries */
+#define BTMMU_CAPACITY_UNLIMITED	0x8u /* the backend has no mapping budget */
+
+struct btmmu_backend_info {
+	size_t size;			/* in: sizeof(struct btmmu_backend_info) */
+	char name[16];			/* "user", ... (as btmmu_backend_name()) */
+	uint32_t flags;			/* BTMMU_INFO_* */
+	uint32_t capacity_from;		/* BTMMU_CAPACITY_* */
+	uint64_t max_entries;		/* shadow entries live at once (the pool) */
+	uint64_t max_mappings;		/* host mapping budget, UINT64_MAX: none */
+	uint32_t max_window_bits;	/* largest window one view may reserve */
+	uint32_t host_page_shift;	/* (simulated) host page */
+};
+
+/* What the context's backend can do and how much it holds. */
+int btmmu_backend_info(const struct btmmu *ctx, struct btmmu_backend_info *info);
 int btmmu_close(struct btmmu *ctx);
 const char *btmmu_backend_name(const struct btmmu *ctx);
 /* Tear down regions retired by flushes now (instead of in the background). */

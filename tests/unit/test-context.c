@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -427,6 +429,96 @@ START_TEST(reaper_policy_not_leaked)
 }
 END_TEST
 
+/* The capability query says what the user backend does and how it sized itself. */
+START_TEST(backend_info_user)
+{
+	struct btmmu_backend_info bi;
+
+	fx_open_limited(0, 0, 0, 0);
+	memset(&bi, 0xff, sizeof(bi));
+	bi.size = sizeof(bi);
+	ck_assert_int_eq(btmmu_backend_info(fx.ctx, &bi), 0);
+	ck_assert_uint_eq(bi.size, sizeof(bi));
+	ck_assert_str_eq(bi.name, btmmu_backend_name(fx.ctx));
+	ck_assert_str_eq(bi.name, "user");
+	/* x86-64 and aarch64 hosts map exec-only entries readable. */
+	ck_assert_uint_eq(bi.flags, BTMMU_INFO_MAPPINGS);
+	ck_assert_uint_eq(bi.capacity_from, BTMMU_CAPACITY_MAP_COUNT);
+	ck_assert_uint_eq(bi.max_mappings, fx_stats().max_mappings);
+	ck_assert_uint_ge(bi.max_entries, 16);
+	ck_assert_uint_eq(bi.max_window_bits, BTMMU_MAX_WINDOW_BITS);
+	ck_assert_uint_eq(bi.host_page_shift, (unsigned)__builtin_ctzl((unsigned long)sysconf(_SC_PAGESIZE)));
+	fx_close();
+
+	fx_open_limited(0, 0, 1000, 64);
+	bi.size = sizeof(bi);
+	ck_assert_int_eq(btmmu_backend_info(fx.ctx, &bi), 0);
+	ck_assert_uint_eq(bi.capacity_from,
+			  BTMMU_CAPACITY_ASKED_MAPPINGS | BTMMU_CAPACITY_ASKED_ENTRIES);
+	ck_assert_uint_eq(bi.max_mappings, 1000);
+	ck_assert_uint_eq(bi.max_entries, 64);
+	/* An older, smaller struct gets only what it knows. */
+	memset(&bi, 0xee, sizeof(bi));
+	bi.size = offsetof(struct btmmu_backend_info, capacity_from);
+	ck_assert_int_eq(btmmu_backend_info(fx.ctx, &bi), 0);
+	ck_assert_uint_eq(bi.size, offsetof(struct btmmu_backend_info, capacity_from));
+	ck_assert_uint_eq(bi.capacity_from, 0xeeeeeeeeu);
+	fx_close();
+}
+END_TEST
+
+START_TEST(backend_info_bad_args)
+{
+	struct btmmu_backend_info bi = { .size = sizeof(bi) };
+
+	ck_assert_int_eq(btmmu_backend_info(NULL, &bi), -EINVAL);
+	fx_open(0, 0);
+	ck_assert_int_eq(btmmu_backend_info(fx.ctx, NULL), -EFAULT);
+	bi.size = 2;
+	ck_assert_int_eq(btmmu_backend_info(fx.ctx, &bi), -EINVAL);
+	bi.size = (size_t)1 << 40;
+	ck_assert_int_eq(btmmu_backend_info(fx.ctx, &bi), -E2BIG);
+	fx_close();
+}
+END_TEST
+
+/* A garbage size field is -E2BIG, not a huge copy or a huge zeroing. */
+START_TEST(huge_struct_sizes_refused)
+{
+	struct btmmu_open_args oa = { .size = (size_t)1 << 40 };
+	struct btmmu_stats st = { .size = 4097 };
+	struct btmmu_view_info vi = { .size = SIZE_MAX };
+	struct btmmu_ram_args ra = { .size = 8192, .len = 4096, .fd = -1 };
+	struct btmmu_space_args sa = { .size = (size_t)-8, .va_bits = 32, .page_shift = 12,
+				       .nviews = 1 };
+	struct btmmu_space *sp = NULL;
+	struct btmmu_ram *ram = NULL;
+	struct btmmu *c = NULL;
+
+	ck_assert_int_eq(btmmu_open(&oa, &c), -E2BIG);
+	ck_assert_ptr_null(c);
+	fx_open(0, 0);
+	fx_space(32, 12, 0);
+	ck_assert_int_eq(btmmu_stats_get(fx.ctx, &st), -E2BIG);
+	ck_assert_uint_eq(st.size, 4097);
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &vi), -E2BIG);
+	ck_assert_int_eq(btmmu_ram_create(fx.ctx, &ra, &ram), -E2BIG);
+	ck_assert_ptr_null(ram);
+	ck_assert_int_eq(btmmu_space_create(fx.ctx, &sa, &sp), -E2BIG);
+	ck_assert_ptr_null(sp);
+	/* A page is still fine when the tail is zero. */
+	{
+		static unsigned char big[4096];
+		struct btmmu_stats *bs = (struct btmmu_stats *)big;
+
+		bs->size = sizeof(big);
+		ck_assert_int_eq(btmmu_stats_get(fx.ctx, bs), 0);
+		ck_assert_uint_eq(bs->size, sizeof(struct btmmu_stats));
+	}
+	fx_close();
+}
+END_TEST
+
 static Suite *context_suite(void)
 {
 	Suite *s = suite_create("context");
@@ -471,6 +563,12 @@ static Suite *context_suite(void)
 	tc = tcase_create("handler");
 	tcase_add_test(tc, handler_installed_and_restored);
 	tcase_add_test(tc, handler_not_installed_with_flag);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("info");
+	tcase_add_test(tc, backend_info_user);
+	tcase_add_test(tc, backend_info_bad_args);
+	tcase_add_test(tc, huge_struct_sizes_refused);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reaper");
