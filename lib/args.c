@@ -42,6 +42,8 @@ int btmmu__create_args(const void *ctx, const void *out, void *dst, size_t dst_s
 
 	if (!ctx)
 		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
 	if (!out)
 		return -EFAULT;
 	ret = btmmu__copy_args(dst, dst_size, src);

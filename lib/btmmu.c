@@ -4,6 +4,7 @@
  * host mapping budget, the entry pool, statistics and version.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -16,6 +17,98 @@
 
 /* Budgets handed to live contexts, so two contexts don't both take it all. */
 static _Atomic uint64_t budget_claimed;
+
+/* ------------------------------------------------------------------ */
+/* fork()                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every live context, for the fork handlers. A child gets copies of the
+ * contexts whose guest RAM is the parent's (a shared file): its writes
+ * through the shadow would land in the parent's guest, and the parent's
+ * other threads, its reclaim threads and their locks did not come along.
+ * So the child's copies are dead: the handlers hold every lock across
+ * fork() so the child's are consistent, and in the child every window is
+ * made inaccessible, the shadow bookkeeping dropped, and every call but
+ * btmmu_ram_destroy(), btmmu_space_destroy() and btmmu_close() returns
+ * -EOWNERDEAD (btmmu(7)).
+ */
+static pthread_mutex_t all_mutex = PTHREAD_MUTEX_INITIALIZER;
+static CDS_LIST_HEAD(all_contexts);
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+	struct btmmu *ctx;
+
+	pthread_mutex_lock(&all_mutex);
+	cds_list_for_each_entry(ctx, &all_contexts, all)
+		pthread_mutex_lock(&ctx->admin);
+	btmmu__registry_fork_prepare();
+	btmmu__handler_fork_prepare();
+	cds_list_for_each_entry(ctx, &all_contexts, all)
+		btmmu__lock_mine(&ctx->lock); /* refused if fork() interrupted us: skip */
+}
+
+static void fork_parent(void)
+{
+	struct btmmu *ctx;
+
+	cds_list_for_each_entry(ctx, &all_contexts, all) {
+		if (btmmu__lock_held_here(&ctx->lock))
+			btmmu__unlock(&ctx->lock);
+	}
+	btmmu__handler_fork_parent();
+	btmmu__registry_fork_parent();
+	cds_list_for_each_entry(ctx, &all_contexts, all)
+		pthread_mutex_unlock(&ctx->admin);
+	pthread_mutex_unlock(&all_mutex);
+}
+
+/* The child's copy of ctx: no access through any window, no bookkeeping. */
+static void kill_copy(struct btmmu *ctx)
+{
+	struct btmmu_space *sp;
+
+	atomic_store(&ctx->forked, true);
+	if (ctx->reaper_running) {
+		ctx->reaper_running = false; /* the thread stayed in the parent */
+		sem_destroy(&ctx->reaper_sem);
+	}
+	ctx->tearing = NULL;
+	cds_list_for_each_entry(sp, &ctx->spaces, node) {
+		size_t i, n;
+		struct btmmu__region *regs = btmmu__space_regions(sp, &n);
+
+		atomic_store(&sp->inflight, 0); /* the parent's faulting threads */
+		for (i = 0; i < n; i++) {
+			if (regs[i].state == BTMMU__REGION_TEARING)
+				regs[i].state = BTMMU__REGION_CLEAN;
+			btmmu__region_drop_entries(ctx, &regs[i], true);
+		}
+	}
+}
+
+static void fork_child(void)
+{
+	struct btmmu *ctx;
+
+	cds_list_for_each_entry(ctx, &all_contexts, all) {
+		kill_copy(ctx);
+		if (btmmu__lock_held_here(&ctx->lock))
+			btmmu__unlock(&ctx->lock);
+	}
+	btmmu__handler_fork_child();
+	btmmu__registry_fork_child();
+	cds_list_for_each_entry(ctx, &all_contexts, all)
+		pthread_mutex_unlock(&ctx->admin);
+	pthread_mutex_unlock(&all_mutex);
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 static uint64_t read_u64_file(const char *path, uint64_t dflt)
 {
@@ -162,6 +255,10 @@ BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **c
 		goto err_handler;
 	if (ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS)
 		atomic_fetch_add(&budget_claimed, budget);
+	pthread_once(&atfork_once, atfork_register);
+	pthread_mutex_lock(&all_mutex);
+	cds_list_add_tail(&ctx->all, &all_contexts);
+	pthread_mutex_unlock(&all_mutex);
 	*ctxp = ctx;
 	return 0;
 
@@ -196,6 +293,9 @@ BTMMU_EXPORT int btmmu_close(struct btmmu *ctx)
 	if (busy)
 		return -EBUSY;
 
+	pthread_mutex_lock(&all_mutex);
+	cds_list_del(&ctx->all);
+	pthread_mutex_unlock(&all_mutex);
 	btmmu__reaper_stop(ctx);
 	btmmu__handler_put(ctx);
 	ctx->ops->fini(ctx);
@@ -221,6 +321,8 @@ BTMMU_EXPORT int btmmu_stats_get(const struct btmmu *cctx, struct btmmu_stats *o
 
 	if (!ctx)
 		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
 	ret = btmmu__check_out(out);
 	if (ret)
 		return ret;
@@ -258,6 +360,8 @@ BTMMU_EXPORT int btmmu_backend_info(const struct btmmu *ctx, struct btmmu_backen
 
 	if (!ctx)
 		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
 	ret = btmmu__check_out(out);
 	if (ret)
 		return ret;

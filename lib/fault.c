@@ -231,6 +231,21 @@ int btmmu__handler_get(struct btmmu *ctx)
 	return ret;
 }
 
+void btmmu__handler_fork_prepare(void)
+{
+	pthread_mutex_lock(&handler_mutex);
+}
+
+void btmmu__handler_fork_parent(void)
+{
+	pthread_mutex_unlock(&handler_mutex);
+}
+
+void btmmu__handler_fork_child(void)
+{
+	pthread_mutex_unlock(&handler_mutex);
+}
+
 /*
  * Drop a reference; the last one restores the previous handlers where ours
  * is still the one installed (someone who chained onto us keeps theirs).
@@ -388,6 +403,11 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 		return 0;
 	sp = f.space;
 	nested = f.flags & BTMMU_FAULT_NESTED;
+	if (atomic_load_explicit(&ctx->forked, memory_order_relaxed)) {
+		/* A child's copy of a context: its windows are no access. */
+		space_release(sp);
+		return 0;
+	}
 	/*
 	 * Where the host cannot tell a write from a read (no ESR record in an
 	 * aarch64 signal frame), the same instruction faulting again at the
@@ -456,6 +476,8 @@ BTMMU_EXPORT int btmmu_fault_resolved(const struct btmmu_fault *fault)
 {
 	if (!fault || !fault->ctx)
 		return -EINVAL;
+	if (btmmu__dead(fault->ctx))
+		return -EOWNERDEAD;
 	if (fault->flags & BTMMU_FAULT_NESTED)
 		return 0;
 	return made_progress(fault->ctx, fault->host_addr, fault->access);

@@ -163,6 +163,8 @@ struct btmmu {
 	btmmu_fault_fn fault_fn;
 	void *fault_opaque;
 	bool registered;		/* holds a reference on the signal handler */
+	struct cds_list_head all;	/* every live context (btmmu.c), for fork() */
+	atomic_bool forked;		/* a child's copy: only destroy and close work */
 
 	pthread_mutex_t admin;
 	struct btmmu__lock lock;
@@ -260,6 +262,9 @@ void btmmu__copy_out(void *dst, const void *src, size_t src_size);
 /* registry.c: process-wide region lookup for the fault path. */
 int btmmu__registry_add(struct btmmu__region *regions, size_t n);
 void btmmu__registry_remove(struct btmmu__region *regions, size_t n);
+void btmmu__registry_fork_prepare(void);
+void btmmu__registry_fork_parent(void);
+void btmmu__registry_fork_child(void);
 unsigned btmmu__registry_enter(void);
 void btmmu__registry_leave(unsigned epoch);
 struct btmmu__region *btmmu__registry_lookup(uintptr_t addr);
@@ -269,6 +274,9 @@ bool btmmu__in_callback(void);
 int btmmu__handler_get(struct btmmu *ctx);
 void btmmu__handler_put(struct btmmu *ctx);
 void btmmu__space_quiesce(struct btmmu_space *sp);
+void btmmu__handler_fork_prepare(void);
+void btmmu__handler_fork_parent(void);
+void btmmu__handler_fork_child(void);
 
 /* ram.c */
 struct btmmu_ram *btmmu__ram_find(struct btmmu *ctx, uint64_t gpa, uint64_t len);
@@ -327,6 +335,12 @@ static inline struct btmmu__region *btmmu__space_regions(struct btmmu_space *sp,
 {
 	*n = (size_t)sp->nviews * sp->nring;
 	return sp->views[0].ring;
+}
+
+/* Entry point guard: a child's copy of a context does nothing (-EOWNERDEAD). */
+static inline bool btmmu__dead(const struct btmmu *ctx)
+{
+	return atomic_load_explicit(&((struct btmmu *)ctx)->forked, memory_order_relaxed);
 }
 
 static inline void btmmu__stat_add(_Atomic uint64_t *c, uint64_t n)

@@ -184,6 +184,8 @@ BTMMU_EXPORT int btmmu_ram_host(const struct btmmu_ram *ram, void **hostp)
 {
 	if (!ram)
 		return -EINVAL;
+	if (btmmu__dead(ram->ctx))
+		return -EOWNERDEAD;
 	if (!hostp)
 		return -EFAULT;
 	*hostp = ram->host;

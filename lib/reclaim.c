@@ -206,6 +206,8 @@ BTMMU_EXPORT int btmmu_reclaim(struct btmmu *ctx)
 
 	if (!ctx)
 		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
 	if (btmmu__lock_mine(&ctx->lock))
 		return -EDEADLK;
 	while (btmmu__reclaim_one(ctx))

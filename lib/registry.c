@@ -160,3 +160,26 @@ void btmmu__registry_remove(struct btmmu__region *regions, size_t n)
 	publish(s);
 	pthread_mutex_unlock(&registry_mutex);
 }
+
+/*
+ * fork(): the writer mutex is held across it (so no snapshot is half
+ * published), and the child, which has only the forking thread, starts
+ * with no reader counted (those of the parent's other threads never leave
+ * in the child).
+ */
+void btmmu__registry_fork_prepare(void)
+{
+	pthread_mutex_lock(&registry_mutex);
+}
+
+void btmmu__registry_fork_parent(void)
+{
+	pthread_mutex_unlock(&registry_mutex);
+}
+
+void btmmu__registry_fork_child(void)
+{
+	atomic_store(&readers[0], 0);
+	atomic_store(&readers[1], 0);
+	pthread_mutex_unlock(&registry_mutex);
+}

@@ -1018,6 +1018,8 @@ BTMMU_EXPORT int btmmu_map_batch(struct btmmu_space *sp, unsigned view,
 
 	if (!sp || check_view(sp, view))
 		return -EINVAL;
+	if (btmmu__dead(sp->ctx))
+		return -EOWNERDEAD;
 	if (!nreq)
 		return 0;
 	if (!reqs)
@@ -1064,6 +1066,8 @@ BTMMU_EXPORT int btmmu_map(struct btmmu_space *sp, unsigned view, const struct b
 {
 	if (!sp || check_view(sp, view))
 		return -EINVAL;
+	if (btmmu__dead(sp->ctx))
+		return -EOWNERDEAD;
 	if (!req)
 		return -EFAULT;
 	return btmmu_map_batch(sp, view, req, 1, 0);
@@ -1157,6 +1161,8 @@ BTMMU_EXPORT int btmmu_unmap(struct btmmu_space *sp, uint32_t views, uint64_t gv
 
 	if (!sp || check_views(sp, views))
 		return -EINVAL;
+	if (btmmu__dead(sp->ctx))
+		return -EOWNERDEAD;
 	pm = (UINT64_C(1) << sp->page_shift) - 1;
 	if (!len || (len & pm) || (gva & pm))
 		return -EINVAL;
@@ -1309,6 +1315,8 @@ BTMMU_EXPORT int btmmu_flush(struct btmmu_space *sp, uint32_t views, uint32_t fl
 
 	if (!sp || check_views(sp, views) || (flags & ~BTMMU_FLUSH_NONGLOBAL))
 		return -EINVAL;
+	if (btmmu__dead(sp->ctx))
+		return -EOWNERDEAD;
 	ctx = sp->ctx;
 	if (btmmu__lock_mine(&ctx->lock))
 		return -EDEADLK;
@@ -1328,6 +1336,8 @@ BTMMU_EXPORT int btmmu_flush_all(struct btmmu *ctx)
 
 	if (!ctx)
 		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
 	if (btmmu__lock_mine(&ctx->lock))
 		return -EDEADLK;
 	cds_list_for_each_entry(sp, &ctx->spaces, node)
@@ -1440,6 +1450,8 @@ static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t p
 
 	if (!ctx)
 		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
 	if ((prot & ~BTMMU_PROT_RWX) || !len || (gpa & gm) || (len & gm) || gpa + len < gpa)
 		return -EINVAL;
 	if (btmmu__lock_mine(&ctx->lock))

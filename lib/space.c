@@ -226,6 +226,8 @@ BTMMU_EXPORT int btmmu_view_info(const struct btmmu_space *sp, unsigned view,
 
 	if (!sp || view >= sp->nviews)
 		return -EINVAL;
+	if (btmmu__dead(sp->ctx))
+		return -EOWNERDEAD;
 	ret = btmmu__check_out(info);
 	if (ret)
 		return ret;
@@ -264,6 +266,8 @@ BTMMU_EXPORT int btmmu_view_base(const struct btmmu_space *sp, unsigned view, ui
 {
 	if (!sp || view >= sp->nviews)
 		return -EINVAL;
+	if (btmmu__dead(sp->ctx))
+		return -EOWNERDEAD;
 	if (!basep)
 		return -EFAULT;
 	*basep = atomic_load_explicit(&((struct btmmu_space *)sp)->views[view].base,
