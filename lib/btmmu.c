@@ -84,7 +84,7 @@ static void kill_copy(struct btmmu *ctx)
 		for (i = 0; i < n; i++) {
 			if (regs[i].state == BTMMU__REGION_TEARING)
 				regs[i].state = BTMMU__REGION_CLEAN;
-			btmmu__region_drop_entries(ctx, &regs[i], true);
+			btmmu__region_drop_entries(ctx, &regs[i], -1);
 		}
 	}
 }

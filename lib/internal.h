@@ -60,7 +60,7 @@ struct btmmu__view;
  * The fences are mappings the kernel never merges with the window's (see
  * the backend's fence op), so the window's ends are always mapping ends:
  * replacing the whole window never needs a split, and so never fails
- * because of vm.max_map_count (shadow.c relies on it).
+ * because of vm.max_map_count (shadow/window.c relies on it).
  */
 struct btmmu__region {
 	uintptr_t start;
@@ -189,7 +189,7 @@ struct btmmu {
 	uint64_t mappings;		/* host mappings (upper bound) */
 	uint64_t budget;		/* max host mappings for this context */
 	uint32_t capacity_from;		/* BTMMU_CAPACITY_*: how budget and pool were set */
-	uint64_t replaces;		/* regions replaced by host_clear() (shadow.c) */
+	uint64_t replaces;		/* regions replaced by host_clear() (shadow/window.c) */
 
 	struct btmmu__stats_counters st;
 
@@ -243,21 +243,41 @@ struct btmmu_backend_ops {
 extern const struct btmmu_backend_ops btmmu__backend_user;
 int btmmu__backend_select(const char *name, const struct btmmu_backend_ops **opsp);
 
-/* ---- shared core functions ---- */
-
 /*
- * args.c: copy a caller's size-prefixed struct into a zeroed local one, and
- * the common prologue of the allocating calls (handle, out pointer, args,
- * not from a fault callback).
+ * ---- functions shared between files, by layer ----
+ *
+ * Each layer calls only the layers above it in this list (lower in the
+ * stack), never one below: a newcomer reads lib/ from base/ up.
+ *
+ *   base/      lock.c (the context lock), args.c (size-prefixed structs)
+ *   backend/   host mapping operations, one file per backend
+ *   gpa.c      which RAM holds a guest-physical range, and its ceilings
+ *   region.c   guest VA checks, window clip, publishing a view's base
+ *   registry.c the process-wide region lookup for the fault path
+ *   shadow/    entries, reverse map, capacity, map/unmap/flush/protect,
+ *              the dispatcher's questions (shadow/shadow.h)
+ *   fault.c    the signal handlers and the dispatcher
+ *   reclaim.c  the reclaim thread
+ *   ram.c, space.c, btmmu.c   the RAM, space and context entry points
  */
-int btmmu__create_args(const void *ctx, const void *out, void *dst, size_t dst_size,
-		       const void *src);
+
+/* base/args.c: size-prefixed structs (kernel copy_struct_from_user rules). */
 int btmmu__copy_args(void *dst, size_t dst_size, const void *src);
 /* An output struct's size: -EFAULT (NULL), -EINVAL (too small), -E2BIG. */
 int btmmu__check_out(const void *dst);
 void btmmu__copy_out(void *dst, const void *src, size_t src_size);
 /* The largest size field accepted in an argument struct: a page. */
 #define BTMMU__ARGS_MAX 4096u
+
+/* gpa.c: under ctx->lock (or admin with no mapping possible); async-signal-safe. */
+struct btmmu_ram *btmmu__ram_find(struct btmmu *ctx, uint64_t gpa, uint64_t len);
+uint32_t btmmu__ram_ceiling(const struct btmmu_ram *ram, uint64_t gpa, uint64_t len);
+
+/* region.c */
+bool btmmu__va_valid(const struct btmmu_space *sp, uint64_t gva, uint64_t len);
+bool btmmu__window_clip(const struct btmmu_space *sp, uint64_t gva, uint64_t len, uint64_t *lo,
+			uint64_t *hi, uint64_t *skip);
+void btmmu__view_publish(struct btmmu_space *sp, unsigned v);
 
 /* registry.c: process-wide region lookup for the fault path. */
 int btmmu__registry_add(struct btmmu__region *regions, size_t n);
@@ -269,6 +289,40 @@ unsigned btmmu__registry_enter(void);
 void btmmu__registry_leave(unsigned epoch);
 struct btmmu__region *btmmu__registry_lookup(uintptr_t addr);
 
+/* shadow/: what the layers above use (the rest is in shadow/shadow.h). */
+int btmmu__pool_init(struct btmmu *ctx, uint64_t max_entries);
+void btmmu__pool_fini(struct btmmu *ctx);
+struct btmmu__entry *btmmu__entry_find(struct btmmu *ctx, const struct btmmu__region *r,
+				       uint64_t off);
+uint32_t btmmu__entry_host_prot(const struct btmmu *ctx, const struct btmmu__entry *e,
+				uint64_t host_off);
+void btmmu__region_reset_counts(struct btmmu *ctx, struct btmmu__region *r);
+/* cleared: -1 clear the window here; else what the caller's window_clear() returned. */
+void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, int cleared);
+int btmmu__window_clear(struct btmmu *ctx, struct btmmu__region *r);
+void btmmu__ram_drop_entries(struct btmmu *ctx, struct btmmu_ram *ram);
+/*
+ * Tear down retired regions (shadow/window.c). Called and return with
+ * ctx->lock held. reclaim_one drops the lock around the host call (the
+ * reclaimer's way); the _locked forms keep it (callers in the middle of
+ * an update).
+ */
+bool btmmu__reclaim_one(struct btmmu *ctx);
+bool btmmu__reclaim_locked(struct btmmu *ctx);
+bool btmmu__reclaim_view_locked(struct btmmu *ctx, struct btmmu__view *view);
+void btmmu__wait_tearing(struct btmmu *ctx);
+/*
+ * The dispatcher's questions (shadow/query.c; take ctx->lock themselves,
+ * never waiting on it when this thread holds it). fault_flags: BTMMU_FAULT_*
+ * for an access at offset off of r (BTMMU_FAULT_NESTED when the lock is
+ * this thread's). accessible: would the access succeed now? 1 yes, 0 no,
+ * -EDEADLK nested.
+ */
+unsigned btmmu__shadow_fault_flags(struct btmmu *ctx, struct btmmu__region *r, uint64_t off,
+				   unsigned access);
+int btmmu__shadow_accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr,
+			     unsigned access);
+
 /* fault.c */
 bool btmmu__in_callback(void);
 int btmmu__handler_get(struct btmmu *ctx);
@@ -278,47 +332,16 @@ void btmmu__handler_fork_prepare(void);
 void btmmu__handler_fork_parent(void);
 void btmmu__handler_fork_child(void);
 
-/* ram.c */
-struct btmmu_ram *btmmu__ram_find(struct btmmu *ctx, uint64_t gpa, uint64_t len);
-uint32_t btmmu__ram_ceiling(const struct btmmu_ram *ram, uint64_t gpa, uint64_t len);
-
-/* shadow.c: all under ctx->lock */
-int btmmu__pool_init(struct btmmu *ctx, uint64_t max_entries);
-void btmmu__pool_fini(struct btmmu *ctx);
-struct btmmu__entry *btmmu__entry_find(struct btmmu *ctx, const struct btmmu__region *r,
-				       uint64_t off);
-void btmmu__region_drop_entries(struct btmmu *ctx, struct btmmu__region *r, bool syscalls);
-int btmmu__window_clear(struct btmmu *ctx, struct btmmu__region *r);
-void btmmu__window_cleared(struct btmmu *ctx, struct btmmu__region *r, int leftover);
-void btmmu__ram_drop_entries(struct btmmu *ctx, struct btmmu_ram *ram);
-uint32_t btmmu__entry_host_prot(const struct btmmu *ctx, const struct btmmu__entry *e,
-				uint64_t host_off);
-/*
- * The dispatcher's questions (take ctx->lock themselves, never waiting on
- * it when this thread holds it). fault_flags: BTMMU_FAULT_* for an access
- * at offset off of r (BTMMU_FAULT_NESTED when the lock is this thread's).
- * accessible: would the access succeed now? 1 yes, 0 no, -EDEADLK nested.
- */
-unsigned btmmu__shadow_fault_flags(struct btmmu *ctx, struct btmmu__region *r, uint64_t off,
-				   unsigned access);
-int btmmu__shadow_accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t addr,
-			     unsigned access);
-
 /* reclaim.c */
 int btmmu__reaper_start(struct btmmu *ctx);
 void btmmu__reaper_stop(struct btmmu *ctx);
-void btmmu__reaper_kick(struct btmmu *ctx);
-/*
- * Tear down retired regions. Called and return with ctx->lock held.
- * reclaim_one drops the lock around the host call (the reclaimer's way);
- * the _locked forms keep it (callers in the middle of an update).
- */
-bool btmmu__reclaim_one(struct btmmu *ctx);
-bool btmmu__reclaim_locked(struct btmmu *ctx);
-bool btmmu__reclaim_view_locked(struct btmmu *ctx, struct btmmu__view *view);
-void btmmu__view_publish(struct btmmu_space *sp, unsigned v);
-void btmmu__wait_tearing(struct btmmu *ctx);
-void btmmu__region_reset_counts(struct btmmu *ctx, struct btmmu__region *r);
+
+/* Wake the reclaim thread. Async-signal-safe (sem_post is). */
+static inline void btmmu__reaper_kick(struct btmmu *ctx)
+{
+	if (ctx->reaper_running)
+		sem_post(&ctx->reaper_sem);
+}
 
 static inline struct btmmu__entry *btmmu__ent(struct btmmu *ctx, uint32_t i)
 {
@@ -341,6 +364,27 @@ static inline struct btmmu__region *btmmu__space_regions(struct btmmu_space *sp,
 static inline bool btmmu__dead(const struct btmmu *ctx)
 {
 	return atomic_load_explicit(&((struct btmmu *)ctx)->forked, memory_order_relaxed);
+}
+
+/*
+ * The prologue of the allocating calls: handle, out pointer, args struct,
+ * a live context, not from a fault callback.
+ */
+static inline int btmmu__create_args(const struct btmmu *ctx, const void *out, void *dst,
+				     size_t dst_size, const void *src)
+{
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
+	if (!out)
+		return -EFAULT;
+	ret = btmmu__copy_args(dst, dst_size, src);
+	if (ret)
+		return ret;
+	return btmmu__in_callback() ? -EDEADLK : 0;
 }
 
 static inline void btmmu__stat_add(_Atomic uint64_t *c, uint64_t n)

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Reclaim: flushes retire a view's region in O(1) by switching to a clean
- * one from its ring; the retired region is torn down here, off the caller's
- * path, by a background thread (or btmmu_reclaim() with
- * BTMMU_OPEN_NO_THREAD). Teardown is one host call over the whole window,
- * made without ctx->lock so faults on other regions proceed meanwhile.
+ * one from its ring; the retired region is torn down off the caller's path
+ * by the background thread here (or btmmu_reclaim() with
+ * BTMMU_OPEN_NO_THREAD). The teardown itself (one host call over the whole
+ * window, made without ctx->lock) is btmmu__reclaim_one() in
+ * shadow/window.c.
  */
 #include <errno.h>
 #include <sched.h>
@@ -12,83 +13,6 @@
 #include <time.h>
 
 #include "internal.h"
-
-/*
- * Wait (dropping ctx->lock) until no region is being torn down unlocked.
- * The thread tearing down keeps ctx->lock recorded as its own meanwhile,
- * so it never gets here itself (its nested calls are refused first).
- */
-void btmmu__wait_tearing(struct btmmu *ctx)
-{
-	while (ctx->tearing) {
-		int gen = atomic_load(&ctx->tearing_gen);
-
-		btmmu__unlock_keep(&ctx->lock);
-		btmmu__futex_wait(&ctx->tearing_gen, gen, 10 * 1000 * 1000);
-		btmmu__relock_kept(&ctx->lock);
-	}
-}
-
-static void finish(struct btmmu *ctx, struct btmmu__region *r, int leftover)
-{
-	btmmu__region_drop_entries(ctx, r, false);
-	btmmu__window_cleared(ctx, r, leftover);
-	r->state = BTMMU__REGION_CLEAN;
-	btmmu__stat_add(&ctx->st.reclaims, 1);
-}
-
-static void reclaim_region_locked(struct btmmu *ctx, struct btmmu__region *r)
-{
-	int leftover;
-
-	cds_list_del(&r->retired);
-	leftover = btmmu__window_clear(ctx, r);
-	finish(ctx, r, leftover);
-}
-
-bool btmmu__reclaim_locked(struct btmmu *ctx)
-{
-	if (cds_list_empty(&ctx->retired))
-		return false;
-	reclaim_region_locked(ctx,
-			      cds_list_first_entry(&ctx->retired, struct btmmu__region, retired));
-	return true;
-}
-
-bool btmmu__reclaim_view_locked(struct btmmu *ctx, struct btmmu__view *view)
-{
-	struct btmmu__region *r;
-
-	cds_list_for_each_entry(r, &ctx->retired, retired) {
-		if (r->view == view) {
-			reclaim_region_locked(ctx, r);
-			return true;
-		}
-	}
-	return false;
-}
-
-bool btmmu__reclaim_one(struct btmmu *ctx)
-{
-	struct btmmu__region *r;
-	int leftover;
-
-	btmmu__wait_tearing(ctx);
-	if (cds_list_empty(&ctx->retired))
-		return false;
-	r = cds_list_first_entry(&ctx->retired, struct btmmu__region, retired);
-	cds_list_del(&r->retired);
-	r->state = BTMMU__REGION_TEARING;
-	ctx->tearing = r;
-	btmmu__unlock_keep(&ctx->lock);
-	leftover = btmmu__window_clear(ctx, r);
-	btmmu__relock_kept(&ctx->lock);
-	finish(ctx, r, leftover);
-	ctx->tearing = NULL;
-	atomic_fetch_add(&ctx->tearing_gen, 1);
-	btmmu__futex_wake_all(&ctx->tearing_gen);
-	return true;
-}
 
 /*
  * The reclaimer sleeps at SCHED_IDLE, so waking it never preempts the
@@ -191,13 +115,6 @@ void btmmu__reaper_stop(struct btmmu *ctx)
 	pthread_join(ctx->reaper, NULL);
 	sem_destroy(&ctx->reaper_sem);
 	ctx->reaper_running = false;
-}
-
-/* Async-signal-safe (sem_post is). */
-void btmmu__reaper_kick(struct btmmu *ctx)
-{
-	if (ctx->reaper_running)
-		sem_post(&ctx->reaper_sem);
 }
 
 BTMMU_EXPORT int btmmu_reclaim(struct btmmu *ctx)

@@ -204,7 +204,7 @@ BTMMU_EXPORT int btmmu_space_destroy(struct btmmu_space *sp)
 	for (i = 0; i < nreg; i++) {
 		if (regions[i].state == BTMMU__REGION_RETIRED)
 			cds_list_del(&regions[i].retired);
-		btmmu__region_drop_entries(ctx, &regions[i], false);
+		btmmu__region_drop_entries(ctx, &regions[i], 0);
 	}
 	ctx->mappings -= nreg * REGION_FIXED_VMAS(ctx);
 	cds_list_del(&sp->node);

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 int btmmu__copy_args(void *dst, size_t dst_size, const void *src)
 {
@@ -33,23 +33,6 @@ int btmmu__copy_args(void *dst, size_t dst_size, const void *src)
 	}
 	memcpy(dst, &dst_size, sizeof(dst_size));
 	return 0;
-}
-
-int btmmu__create_args(const void *ctx, const void *out, void *dst, size_t dst_size,
-		       const void *src)
-{
-	int ret;
-
-	if (!ctx)
-		return -EINVAL;
-	if (btmmu__dead(ctx))
-		return -EOWNERDEAD;
-	if (!out)
-		return -EFAULT;
-	ret = btmmu__copy_args(dst, dst_size, src);
-	if (ret)
-		return ret;
-	return btmmu__in_callback() ? -EDEADLK : 0;
 }
 
 /*

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * btmmu_protect() and btmmu_unprotect(): set the ceiling of a
+ * guest-physical range (gpa.c) and re-apply rights to every installed alias
+ * through the reverse map. Async-signal-safe.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shadow.h"
+
+static bool overlaps(const struct btmmu__entry *e, uint64_t gpa, uint64_t len)
+{
+	return e->gpa < gpa + len && gpa < e->gpa + unit_size(e);
+}
+
+static unsigned reapply(struct btmmu *ctx, struct btmmu__entry *e)
+{
+	uint8_t old = e->hprot;
+	uint32_t oldp = e->npieces;
+
+	if (!(e->flags & BTMMU__E_INSTALLED) || e->region->state == BTMMU__REGION_TEARING)
+		return 0;
+	btmmu__mark_uninstalled(ctx, e);
+	if (btmmu__apply_runs(ctx, e, false, false)) {
+		/* Rights unknown now: drop the entry, the next access faults. */
+		if (btmmu__host_clear(ctx, e->region, e->off, unit_size(e)))
+			btmmu__entry_unlink(ctx, e);
+		return 1;
+	}
+	btmmu__mark_installed(ctx, e);
+	return e->npieces != 1 || oldp != 1 || e->hprot != old;
+}
+
+/* Re-apply rights to every installed alias of [gpa, gpa+len) in ram. */
+static unsigned apply_rights(struct btmmu *ctx, struct btmmu_ram *ram, uint64_t gpa, uint64_t len)
+{
+	uint64_t lookups = 0, u, replaced;
+	unsigned s, n = 0;
+	uint32_t i;
+
+again:
+	/* A region replaced under us (host_clear) frees entries we walk: restart. */
+	replaced = ctx->replaces;
+	for (s = 0; s < 32; s++) {
+		if (ctx->unit_shifts & (UINT32_C(1) << s))
+			lookups += (len >> s) + 2;
+	}
+	/* Fewer entries than lookups: visit the entries, region by region. */
+	if (lookups > ctx->npool - 1 - ctx->nfree) {
+		struct btmmu_space *sp;
+
+		cds_list_for_each_entry(sp, &ctx->spaces, node) {
+			size_t r, nreg;
+			struct btmmu__region *regs = btmmu__space_regions(sp, &nreg);
+
+			for (r = 0; r < nreg; r++) {
+				struct btmmu__region *reg = &regs[r];
+				int g;
+
+				for (g = 0; g < 2; g++) {
+					for (i = reg->head[g]; i;) {
+						struct btmmu__entry *e = &ctx->pool[i];
+
+						i = e->reg_next; /* reapply may drop e */
+						if ((e->flags & BTMMU__E_INSTALLED) &&
+						    e->ram == ram && overlaps(e, gpa, len))
+							n += reapply(ctx, e);
+						if (ctx->replaces != replaced)
+							goto again;
+					}
+				}
+			}
+		}
+		return n;
+	}
+	for (s = 0; s < 32; s++) {
+		uint64_t us = UINT64_C(1) << s;
+
+		if (!(ctx->unit_shifts & (UINT32_C(1) << s)))
+			continue;
+		for (u = gpa & ~(us - 1); u < gpa + len; u += us) {
+			i = ctx->pa_hash[pa_bucket(ctx, u)];
+			while (i) {
+				struct btmmu__entry *e = &ctx->pool[i];
+
+				i = e->pa_next;
+				if (e->gpa == u && e->unit_shift == s && e->ram == ram)
+					n += reapply(ctx, e);
+				if (ctx->replaces != replaced)
+					goto again;
+			}
+		}
+	}
+	return n;
+}
+
+static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t prot)
+{
+	uint64_t gm = (UINT64_C(1) << BTMMU_GRANULE_SHIFT) - 1, g, end;
+	uint8_t deny = (uint8_t)(BTMMU_PROT_RWX & ~prot);
+	struct btmmu_ram *ram;
+	bool changed = false;
+	unsigned n;
+
+	if (!ctx)
+		return -EINVAL;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
+	if ((prot & ~BTMMU_PROT_RWX) || !len || (gpa & gm) || (len & gm) || gpa + len < gpa)
+		return -EINVAL;
+	if (btmmu__lock_mine(&ctx->lock))
+		return -EDEADLK;
+	ram = btmmu__ram_find(ctx, gpa, len);
+	if (!ram) {
+		btmmu__unlock(&ctx->lock);
+		return -ENXIO;
+	}
+	end = (gpa - ram->gpa + len) >> BTMMU_GRANULE_SHIFT;
+	for (g = (gpa - ram->gpa) >> BTMMU_GRANULE_SHIFT; g < end; g++) {
+		uint8_t old = ram->deny[g];
+
+		if (old == deny)
+			continue;
+		/* Only write when changing: untouched granules stay unallocated. */
+		ram->deny[g] = deny;
+		ram->ndenied += (old == 0) - (deny == 0);
+		changed = true;
+	}
+	n = changed ? apply_rights(ctx, ram, gpa, len) : 0;
+	/* Entries split by differing rights may have used up the budget. */
+	btmmu__make_room(ctx, 0, 0);
+	btmmu__unlock(&ctx->lock);
+	btmmu__stat_add(&ctx->st.protects, n);
+	return (int)n;
+}
+
+BTMMU_EXPORT int btmmu_protect(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t prot)
+{
+	return set_ceiling(ctx, gpa, len, prot);
+}
+
+BTMMU_EXPORT int btmmu_unprotect(struct btmmu *ctx, uint64_t gpa, uint64_t len)
+{
+	return set_ceiling(ctx, gpa, len, BTMMU_PROT_RWX);
+}
