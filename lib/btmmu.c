@@ -146,7 +146,8 @@ static uint64_t auto_budget(void)
 	uint64_t max = read_u64_file("/proc/sys/vm/max_map_count", 65530);
 	uint64_t used = count_lines("/proc/self/maps");
 	uint64_t headroom = BTMMU_MAX(UINT64_C(1024), max / 8);
-	uint64_t taken = used + headroom + atomic_load(&budget_claimed);
+	uint64_t claimed = atomic_load(&budget_claimed);
+	uint64_t taken = claimed > max ? max : used + headroom + claimed;
 
 	return taken + MIN_BUDGET < max ? max - taken : MIN_BUDGET;
 }
@@ -156,12 +157,16 @@ static int host_page_shift(uint32_t want, uint32_t real, uint32_t *out)
 	const char *env = getenv("BTMMU_HOST_PAGE_SHIFT");
 
 	if (!want && env && *env) {
-		char *end;
-		unsigned long v = strtoul(env, &end, 10);
+		const char *p;
 
-		if (*end || v > 32)
+		/* Decimal digits only: strtoul() would take " 14", "+14", "-1". */
+		for (p = env; *p; p++) {
+			if (*p < '0' || *p > '9' || p - env > 2)
+				return -EINVAL;
+			want = want * 10 + (uint32_t)(*p - '0');
+		}
+		if (!want)
 			return -EINVAL;
-		want = (uint32_t)v;
 	}
 	if (!want) {
 		*out = real;
@@ -253,8 +258,10 @@ BTMMU_EXPORT int btmmu_open(const struct btmmu_open_args *args, struct btmmu **c
 	ret = btmmu__reaper_start(ctx);
 	if (ret)
 		goto err_handler;
+	/* What it can take of the process's mappings (a caller may ask for more). */
+	ctx->claimed = BTMMU_MIN(budget, read_u64_file("/proc/sys/vm/max_map_count", 65530));
 	if (ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS)
-		atomic_fetch_add(&budget_claimed, budget);
+		atomic_fetch_add(&budget_claimed, ctx->claimed);
 	pthread_once(&atfork_once, atfork_register);
 	pthread_mutex_lock(&all_mutex);
 	cds_list_add_tail(&ctx->all, &all_contexts);
@@ -300,7 +307,7 @@ BTMMU_EXPORT int btmmu_close(struct btmmu *ctx)
 	btmmu__handler_put(ctx);
 	ctx->ops->fini(ctx);
 	if (ctx->ops->caps & BTMMU_BACKEND_COUNTS_MAPPINGS)
-		atomic_fetch_sub(&budget_claimed, ctx->budget);
+		atomic_fetch_sub(&budget_claimed, ctx->claimed);
 	btmmu__pool_fini(ctx);
 	pthread_mutex_destroy(&ctx->admin);
 	free(ctx);

@@ -44,6 +44,7 @@ extern const char btmmu__probe_begin[], btmmu__probe_end[], btmmu__probe_fixup[]
 struct level {
 	uintptr_t frame;
 	struct btmmu_space *sp;
+	const struct btmmu_fault *f;	/* what its callback was given */
 };
 
 static __thread struct {
@@ -427,6 +428,7 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	level = tls.depth;
 	tls.lv[level].frame = frame;
 	tls.lv[level].sp = sp;
+	tls.lv[level].f = &f;
 	tls.depth = level + 1;
 	verdict = ctx->fault_fn(&f, ctx->fault_opaque);
 	if (tls.depth <= level) {
@@ -434,8 +436,12 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 		 * btmmu_fault_leave() released this level and the callback
 		 * returned anyway: sp may be gone, touch nothing of it.
 		 */
-		if (verdict == BTMMU_FAULT_SLOW && f.resume_pc) {
-			btmmu__arch_set_pc(uc, f.resume_pc);
+		resume = f.resume_pc;
+		if (!resume && f.pc >= (uintptr_t)btmmu__probe_begin &&
+		    f.pc < (uintptr_t)btmmu__probe_end)
+			resume = (uintptr_t)btmmu__probe_fixup;
+		if (verdict != BTMMU_FAULT_NOT_MINE && resume) {
+			btmmu__arch_set_pc(uc, resume);
 			return 1;
 		}
 		return 0;
@@ -491,6 +497,9 @@ BTMMU_EXPORT int btmmu_fault_leave(struct btmmu_fault *fault)
 		return -EINVAL;
 	if (!tls.depth)
 		return -EALREADY;
+	/* Only the innermost callback's own fault (not a copy, not an older one). */
+	if (tls.lv[tls.depth - 1].f != fault)
+		return -EINVAL;
 	l = &tls.lv[--tls.depth];
 	space_release(l->sp);
 	return 0;

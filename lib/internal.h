@@ -189,6 +189,7 @@ struct btmmu {
 	uint64_t mappings;		/* host mappings (upper bound) */
 	uint64_t budget;		/* max host mappings for this context */
 	uint32_t capacity_from;		/* BTMMU_CAPACITY_*: how budget and pool were set */
+	uint64_t claimed;		/* share of budget_claimed (btmmu.c) */
 	uint64_t replaces;		/* regions replaced by host_clear() (shadow/window.c) */
 
 	struct btmmu__stats_counters st;

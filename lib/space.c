@@ -95,6 +95,8 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 	ret = space_geometry(ctx, &a);
 	if (ret)
 		return ret;
+	if ((uintptr_t)a.base_slots % sizeof(uintptr_t))
+		return -EINVAL; /* stored atomically */
 
 	sp = calloc(1, sizeof(*sp) + a.nviews * sizeof(sp->views[0]));
 	nreg = (size_t)a.nviews * a.ring;
