@@ -389,7 +389,7 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	struct btmmu *ctx;
 	uintptr_t resume;
 	unsigned level;
-	bool guessed, nested;
+	bool guessed, nested, held = true;
 	int verdict, ret = 0;
 
 	if (sig != SIGSEGV || !info || !uc || info->si_code <= 0)
@@ -431,22 +431,18 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	tls.lv[level].f = &f;
 	tls.depth = level + 1;
 	verdict = ctx->fault_fn(&f, ctx->fault_opaque);
-	if (tls.depth <= level) {
+	/* Levels above ours whose callbacks jumped back into ours: gone. */
+	while (tls.depth > level + 1)
+		space_release(tls.lv[--tls.depth].sp);
+	if (tls.depth > level)
+		tls.depth = level;
+	else
 		/*
-		 * btmmu_fault_leave() released this level and the callback
-		 * returned anyway: sp may be gone, touch nothing of it.
+		 * btmmu_fault_leave() already released this level (and its
+		 * hold on the space) and the callback returned anyway, as it
+		 * may: its verdict counts as usual.
 		 */
-		resume = f.resume_pc;
-		if (!resume && f.pc >= (uintptr_t)btmmu__probe_begin &&
-		    f.pc < (uintptr_t)btmmu__probe_end)
-			resume = (uintptr_t)btmmu__probe_fixup;
-		if (verdict != BTMMU_FAULT_NOT_MINE && resume) {
-			btmmu__arch_set_pc(uc, resume);
-			return 1;
-		}
-		return 0;
-	}
-	tls.depth = level;
+		held = false;
 
 	if (verdict == BTMMU_FAULT_RETRY) {
 		if (!nested && made_progress(ctx, f.host_addr, f.access)) {
@@ -474,7 +470,8 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	}
 	btmmu__stat_add(&ctx->st.faults_not_mine, 1);
 out:
-	space_release(sp);
+	if (held)
+		space_release(sp);
 	return ret;
 }
 

@@ -337,6 +337,34 @@ END_TEST
 START_TEST(longjmp_without_leave_same_depth) { longjmp_case(longjmp_without_leave); }
 END_TEST
 
+/*
+ * btmmu_fault_leave() and then returning, as QEMU's adapter does for a
+ * store to a clean page: the verdict still counts (RETRY after installing
+ * the page resumes the access). Before the fix the fault was passed on
+ * and the process died by SIGSEGV.
+ */
+static int leave_then_map(struct btmmu_fault *f)
+{
+	ck_assert_int_eq(btmmu_fault_leave(f), 0);
+	ck_assert_int_eq(fx_map(f->view, f->gva & ~UINT64_C(0xfff), 0x3000, 0x1000, RW, 0), 1);
+	return btmmu_fault_resolved(f) == 1 ? BTMMU_FAULT_RETRY : BTMMU_FAULT_SLOW;
+}
+
+START_TEST(leave_then_return_retry)
+{
+	uint32_t v = 0;
+
+	fx.policy = FX_CUSTOM;
+	fx.custom = leave_then_map;
+	*(uint32_t *)(fx.host + 0x3010) = 0xfeed;
+	/* In translated code (no probe fixup to fall back on), and in a probe. */
+	ck_assert_uint_eq(fxt_load(fx_base(0) + 0x7010), 0xfeed);
+	ck_assert_int_eq(btmmu_load32(fx_base(1) + 0x7010, &v), 0);
+	ck_assert_uint_eq(v, 0xfeed);
+	ck_assert_uint_eq(fx_stats().faults_retry, 2);
+}
+END_TEST
+
 START_TEST(leave_outside_callback)
 {
 	struct btmmu_fault f;
@@ -692,6 +720,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, leave_then_longjmp);
 	tcase_add_test(tc, longjmp_without_leave_same_depth);
 	tcase_add_test(tc, leave_outside_callback);
+	tcase_add_test(tc, leave_then_return_retry);
 	tcase_add_test(tc, manual_dispatch);
 	tcase_add_test(tc, dispatch_rejects_other_signals);
 #if defined(__x86_64__)
