@@ -52,6 +52,13 @@ static __thread struct {
 	struct level lv[NEST_MAX];
 	/* The last fault this thread resolved with RETRY. */
 	uintptr_t last_pc, last_addr;
+	/*
+	 * The current streak of RETRYs at one instruction: its pc, the last
+	 * two host pages it faulted on, and how often a fault came back to one
+	 * of them (livelock: two units of one access evicting each other).
+	 */
+	uintptr_t streak_pc, streak_page[2];
+	unsigned streak_back;
 } tls __attribute__((tls_model("initial-exec")));
 
 bool btmmu__in_callback(void)
@@ -380,6 +387,40 @@ static void report_sigbus(siginfo_t *info)
 	btmmu__registry_leave(e);
 }
 
+/*
+ * Whether a RETRY for this fault would go round in circles: the same
+ * instruction faulting again on a host page it faulted on just before,
+ * STREAK_MAX times, although every RETRY made its own page accessible
+ * (an access spanning two units whose installs evict each other in a
+ * small pool). An instruction that walks on (a string copy) never comes
+ * back to a page and is never cut. Keeps the streak in tls.
+ */
+#define STREAK_MAX 8
+
+static bool going_round(uintptr_t pc, uintptr_t addr, unsigned page_shift)
+{
+	uintptr_t page = addr >> page_shift;
+
+	if (pc != tls.streak_pc) {
+		tls.streak_pc = pc;
+		tls.streak_page[0] = page;
+		tls.streak_page[1] = UINTPTR_MAX;
+		tls.streak_back = 0;
+		return false;
+	}
+	if (page == tls.streak_page[0] || page == tls.streak_page[1]) {
+		if (++tls.streak_back >= STREAK_MAX) {
+			tls.streak_pc = 0;
+			return true;
+		}
+	}
+	if (page != tls.streak_page[0]) {
+		tls.streak_page[1] = tls.streak_page[0];
+		tls.streak_page[0] = page;
+	}
+	return false;
+}
+
 static int dispatch(int sig, siginfo_t *info, void *ucv)
 {
 	uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
@@ -445,7 +486,8 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 		held = false;
 
 	if (verdict == BTMMU_FAULT_RETRY) {
-		if (!nested && made_progress(ctx, f.host_addr, f.access)) {
+		if (!nested && made_progress(ctx, f.host_addr, f.access) &&
+		    !going_round(f.pc, f.host_addr, ctx->host_page_shift)) {
 			btmmu__stat_add(&ctx->st.faults_retry, 1);
 			tls.last_pc = f.pc;
 			tls.last_addr = f.host_addr;
@@ -456,6 +498,7 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 		verdict = BTMMU_FAULT_SLOW;
 	}
 	if (verdict == BTMMU_FAULT_SLOW) {
+		tls.streak_pc = 0;
 		resume = f.resume_pc;
 		if (!resume && f.pc >= (uintptr_t)btmmu__probe_begin &&
 		    f.pc < (uintptr_t)btmmu__probe_end)

@@ -121,7 +121,7 @@ struct btmmu_ram {
 /* ---- shadow entries: one host mapping unit of a region ---- */
 
 #define BTMMU__E_INSTALLED	0x1u
-#define BTMMU__E_NONUNIFORM	0x2u	/* sub-pages disagree: never installable */
+#define BTMMU__E_NONUNIFORM	0x2u	/* sub-pages: gpa is no host-page frame of ram */
 #define BTMMU__E_REF		0x4u	/* clock bit for eviction */
 #define BTMMU__E_FREE		0x8u
 #define BTMMU__E_PINNED		0x10u	/* being installed: not evictable */
@@ -137,6 +137,11 @@ struct btmmu__entry {
 	uint64_t gpa;			/* guest-physical address of the unit start */
 	/* Per guest page of the unit (bit 0 only when unit == guest page): */
 	uint64_t present, rmask, wmask, xmask, gmask;
+	/*
+	 * Sub-page units: the pages whose frame agrees with gpa and ram (a
+	 * page mapped elsewhere leaves it; only pages in present count).
+	 */
+	uint64_t match;
 	uint32_t npieces;		/* host mappings while installed */
 	uint8_t hprot;			/* host prot when npieces == 1 */
 	uint8_t flags;

@@ -238,7 +238,14 @@ static void map_subpages(struct mapper *m, uint64_t off, uint64_t bits, unsigned
 	old_gpa = e->gpa;
 	if (was)
 		btmmu__mark_uninstalled(ctx, e); /* before any change: account() reads the old state */
-	if (!e->present) {
+	if (e->present && e->gpa == base && e->ram == ram) {
+		e->match |= bits;
+	} else if (!(e->present & ~bits & e->match)) {
+		/*
+		 * No other page agrees with the unit's frame (none is present,
+		 * or those that are were mapped elsewhere): this request's
+		 * frame is the unit's now.
+		 */
 		e->flags &= (uint8_t)~BTMMU__E_NONUNIFORM;
 		if (e->ram != ram) {
 			if (e->ram)
@@ -247,14 +254,16 @@ static void map_subpages(struct mapper *m, uint64_t off, uint64_t bits, unsigned
 			e->ram = ram;
 		}
 		e->gpa = base;
+		e->match = bits;
 		if ((base & (us - 1)) || gpa < base || base < ram->gpa ||
 		    base - ram->gpa > ram->len - us)
 			e->flags |= BTMMU__E_NONUNIFORM;
-	} else if (e->gpa != base || e->ram != ram) {
-		e->flags |= BTMMU__E_NONUNIFORM;
+	} else {
+		e->match &= ~bits;
 	}
 	set_rights(ctx, e, bits, prot, global);
-	if (e->present != sp->sub_full || (e->flags & BTMMU__E_NONUNIFORM)) {
+	if (e->present != sp->sub_full || (e->present & ~e->match) ||
+	    (e->flags & BTMMU__E_NONUNIFORM)) {
 		if (was) /* a page no longer fits: the host page must go */
 			btmmu__host_clear(ctx, m->r, off, us);
 		return;
@@ -358,7 +367,9 @@ BTMMU_EXPORT int btmmu_map_batch(struct btmmu_space *sp, unsigned view,
 	for (i = 0; i < nreq; i++) {
 		const struct btmmu_map_req *q = &reqs[i];
 
-		if (!ram || q->gpa < ram->gpa || q->gpa - ram->gpa > ram->len - q->len)
+		/* The previous request's RAM range, when it holds this one whole. */
+		if (!ram || q->gpa < ram->gpa || q->len > ram->len ||
+		    q->gpa - ram->gpa > ram->len - q->len)
 			ram = btmmu__ram_find(ctx, q->gpa, q->len);
 		map_req(&m, q, ram);
 	}

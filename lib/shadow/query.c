@@ -21,7 +21,8 @@ static bool accessible(struct btmmu *ctx, struct btmmu__region *r, uintptr_t add
 	struct btmmu__entry *e;
 	uint32_t prot;
 
-	if (access == BTMMU_ACCESS_EXEC || off >= r->len)
+	/* A region being torn down keeps its entries until the host call is done. */
+	if (access == BTMMU_ACCESS_EXEC || off >= r->len || r->state == BTMMU__REGION_TEARING)
 		return false;
 	e = btmmu__installed_at(ctx, r, off & ~(us - 1));
 	if (!e)
@@ -67,8 +68,10 @@ unsigned btmmu__shadow_fault_flags(struct btmmu *ctx, struct btmmu__region *r, u
 	e = btmmu__entry_find(ctx, r, off & ~(unit - 1));
 	if (e && (e->flags & BTMMU__E_INSTALLED)) {
 		flags |= BTMMU_FAULT_MAPPED;
-		ceil = btmmu__ram_ceiling(e->ram, e->gpa + (off & (unit - 1)),
-					  UINT64_C(1) << BTMMU_GRANULE_SHIFT);
+		/* The ceiling of the faulting KiB alone (btmmu_fault_fn(3)). */
+		uint64_t g = UINT64_C(1) << BTMMU_GRANULE_SHIFT;
+
+		ceil = btmmu__ram_ceiling(e->ram, (e->gpa + (off & (unit - 1))) & ~(g - 1), g);
 		if (!(ceil & access) && !(access == BTMMU_ACCESS_READ && (ceil & BTMMU_PROT_EXEC)))
 			flags |= BTMMU_FAULT_PROTECTED;
 	}

@@ -193,6 +193,48 @@ START_TEST(retry_without_progress)
 }
 END_TEST
 
+/*
+ * Each RETRY installs the faulting page and takes the other page of the
+ * access away (as an eviction in a small pool does): every RETRY makes
+ * progress for its own fault, yet the access never completes. Gives up
+ * (SLOW) after 1000 faults, so the test fails instead of hanging.
+ */
+static int evict_partner(struct btmmu_fault *f)
+{
+	uint64_t page = f->gva & ~UINT64_C(0xfff), other = page ^ 0x1000;
+	struct btmmu_map_req q = { .gva = page, .gpa = page, .len = 4096, .prot = BTMMU_PROT_READ };
+
+	if (fx.nfaults > 1000)
+		return BTMMU_FAULT_SLOW;
+	ck_assert_int_ge(btmmu_unmap(f->space, 1u << f->view, other, 4096), 0);
+	ck_assert_int_eq(btmmu_map(f->space, f->view, &q), 1);
+	return BTMMU_FAULT_RETRY;
+}
+
+/* An access whose two pages evict each other goes slow instead of looping. */
+START_TEST(retry_round_in_circles)
+{
+	uint32_t v;
+	unsigned i;
+
+	fx.policy = FX_CUSTOM;
+	fx.custom = evict_partner;
+	ck_assert_int_eq(btmmu_load32(fx_base(0) + 0x10ffe, &v), 1);
+	ck_assert_uint_le(fx.nfaults, 16);
+	ck_assert_uint_ge(fx.nfaults, 8);
+	ck_assert_uint_eq(fx_stats().retry_no_progress, 1);
+	/* One instruction moving on over many pages, one fault each, is never cut. */
+	fx.nfaults = 0;
+	fx.policy = FX_MAP;
+	for (i = 0; i < 100; i++)
+		fx_add_pte(0x100000 + i * 0x1000, 0x100000 + i * 0x1000, BTMMU_PROT_READ);
+	for (i = 0; i < 100; i++)
+		ck_assert_int_eq(btmmu_load32(fx_base(0) + 0x100000 + i * 0x1000, &v), 0);
+	ck_assert_uint_eq(fx.nfaults, 100);
+	ck_assert_uint_eq(fx_stats().retry_no_progress, 1);
+}
+END_TEST
+
 static volatile sig_atomic_t prev_called;
 static void *prev_addr;
 
@@ -700,6 +742,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, probe_widths);
 	tcase_add_test(tc, slow_resume_pc);
 	tcase_add_test(tc, retry_without_progress);
+	tcase_add_test(tc, retry_round_in_circles);
 	tcase_add_test(tc, fault_resolved);
 	tcase_add_test(tc, stale_region);
 	tcase_add_test(tc, admin_refused_in_callback);

@@ -722,6 +722,93 @@ START_TEST(subpage_nonglobal_flush)
 }
 END_TEST
 
+/*
+ * A sub-page unit that went non-uniform (a page mapped to another frame)
+ * is installable again once its pages agree: remapping the odd page back,
+ * or all pages to a new frame in one request.
+ */
+static void subpage_recovery(uint32_t host_shift)
+{
+	uint64_t page = 4096, hp = UINT64_C(1) << host_shift;
+	unsigned n = (unsigned)(hp / page);
+	uint64_t gva = 4 * hp, gpa = 8 * hp, other = 16 * hp;
+	uint32_t v;
+
+	fx_close();
+	fx_open(host_shift, 0);
+	fx_space(32, 12, 0);
+	fx.policy = FX_SLOW;
+	set_ram32(gpa + hp - 4, 0x55);
+	set_ram32(other + hp - 4, 0x66);
+	ck_assert_int_eq(fx_map(0, gva, gpa, hp, RW, 0), (int)n);
+	ck_assert_int_eq(fx_map(0, gva + page, other, page, RW, 0), 0);
+	ck_assert_int_eq(ld(0, gva + hp - 4, &v), 1);
+	/* The odd page back where the others agree: installed again. */
+	ck_assert_int_eq(fx_map(0, gva + page, gpa + page, page, RW, 0), 1);
+	ck_assert_int_eq(ld(0, gva + hp - 4, &v), 0);
+	ck_assert_uint_eq(v, 0x55);
+	/* Odd again, then every page to a new frame in one request. */
+	ck_assert_int_eq(fx_map(0, gva + 2 * page, other, page, RW, 0), 0);
+	ck_assert_int_eq(fx_map(0, gva, other, hp, RW, 0), (int)n);
+	ck_assert_int_eq(ld(0, gva + hp - 4, &v), 0);
+	ck_assert_uint_eq(v, 0x66);
+	/*
+	 * Page by page to a new frame: the library keeps one frame per unit
+	 * (btmmu_map(3)), so pages that left it are not seen to agree again
+	 * with a new one; after an unmap of the unit the last page completes it.
+	 */
+	for (unsigned i = 0; i < n; i++)
+		ck_assert_int_eq(fx_map(0, gva + i * page, gpa + i * page, page, RW, 0), 0);
+	ck_assert_int_eq(ld(0, gva + hp - 4, &v), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, gva, hp), 1);
+	for (unsigned i = 0; i < n; i++)
+		ck_assert_int_eq(fx_map(0, gva + i * page, gpa + i * page, page, RW, 0),
+				 i + 1 == n ? 1 : 0);
+	ck_assert_int_eq(ld(0, gva + hp - 4, &v), 0);
+	ck_assert_uint_eq(v, 0x55);
+}
+
+START_TEST(subpage_recovers_16k_host) { subpage_recovery(14); }
+END_TEST
+START_TEST(subpage_recovers_64k_host) { subpage_recovery(16); }
+END_TEST
+
+/*
+ * A batch whose request is longer than the previous request's RAM range
+ * (and above it) is mapped from its own range: the library reused the
+ * previous one (an unsigned underflow in its bounds check) and mapped the
+ * wrong file (SIGBUS past its end).
+ */
+START_TEST(batch_request_longer_than_previous_ram)
+{
+	struct btmmu_ram_args sa = { .size = sizeof(sa), .gpa = 32 << 20, .len = 8192, .fd = -1 };
+	struct btmmu_ram_args ba = { .size = sizeof(ba), .gpa = 64 << 20, .len = 1 << 20, .fd = -1 };
+	struct btmmu_ram *small, *big;
+	void *sh, *bh;
+	struct btmmu_map_req q[2] = {
+		{ .gva = 0x10000, .gpa = 32 << 20, .len = 4096, .prot = R },
+		{ .gva = 0x20000, .gpa = 64 << 20, .len = 16384, .prot = R },
+	};
+	uint32_t v;
+
+	ck_assert_int_eq(btmmu_ram_create(fx.ctx, &sa, &small), 0);
+	ck_assert_int_eq(btmmu_ram_create(fx.ctx, &ba, &big), 0);
+	ck_assert_int_eq(btmmu_ram_host(small, &sh), 0);
+	ck_assert_int_eq(btmmu_ram_host(big, &bh), 0);
+	*(volatile uint32_t *)sh = 0x5a5a5a5a;
+	*(volatile uint32_t *)((char *)bh + 12288) = 0xb16b16;
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(btmmu_map_batch(fx.sp, 0, q, 2, 0), 5);
+	ck_assert_int_eq(ld(0, 0x10000, &v), 0);
+	ck_assert_uint_eq(v, 0x5a5a5a5a);
+	ck_assert_int_eq(ld(0, 0x23000, &v), 0);
+	ck_assert_uint_eq(v, 0xb16b16);
+	ck_assert_int_eq(btmmu_flush_all(fx.ctx), 0);
+	ck_assert_int_eq(btmmu_ram_destroy(small), 0);
+	ck_assert_int_eq(btmmu_ram_destroy(big), 0);
+}
+END_TEST
+
 /* The last page of a 32-bit space: an access running past it wraps. */
 START_TEST(guard_past_window_end)
 {
@@ -775,6 +862,7 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, batch_stale_gen);
 	tcase_add_test(tc, batch_coalesces);
 	tcase_add_test(tc, batch_same_page_twice);
+	tcase_add_test(tc, batch_request_longer_than_previous_ram);
 	tcase_add_test(tc, map_populate);
 	tcase_add_test(tc, large_guest_pages);
 	tcase_add_test(tc, guard_past_window_end);
@@ -803,6 +891,8 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, subpage_64k_host);
 	tcase_add_test(tc, subpage_1k_guest);
 	tcase_add_test(tc, subpage_nonglobal_flush);
+	tcase_add_test(tc, subpage_recovers_16k_host);
+	tcase_add_test(tc, subpage_recovers_64k_host);
 	suite_add_tcase(s, tc);
 	return s;
 }

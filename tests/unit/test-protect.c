@@ -146,6 +146,27 @@ START_TEST(granule_inside_host_page)
 }
 END_TEST
 
+/*
+ * PROTECTED is the faulting KiB's own ceiling: a store at an address that
+ * is not KiB-aligned, whose KiB is writable, is not PROTECTED because the
+ * next KiB is (the library looked at [gpa, gpa + 1 KiB) before).
+ */
+START_TEST(protected_flag_unaligned)
+{
+	ck_assert_int_eq(fx_map(0, 0x10000, 0x8000, 4096, RW, 0), 1);
+	ck_assert_int_eq(btmmu_protect(fx.ctx, 0x8400, 1024, R), 1);
+	ck_assert_int_eq(btmmu_store32(fx_base(0) + 0x10100, 1), 1);
+	ck_assert(fx.last.flags & BTMMU_FAULT_MAPPED);
+	ck_assert(!(fx.last.flags & BTMMU_FAULT_PROTECTED));
+	ck_assert_int_eq(btmmu_store16(fx_base(0) + 0x103fe, 1), 1);
+	ck_assert(!(fx.last.flags & BTMMU_FAULT_PROTECTED));
+	ck_assert_int_eq(btmmu_store32(fx_base(0) + 0x10404, 1), 1);
+	ck_assert(fx.last.flags & BTMMU_FAULT_PROTECTED);
+	ck_assert_int_eq(btmmu_store8(fx_base(0) + 0x107ff, 1), 1);
+	ck_assert(fx.last.flags & BTMMU_FAULT_PROTECTED);
+}
+END_TEST
+
 /* A protect over a whole RAM range walks the entries, not the range. */
 START_TEST(protect_whole_ram)
 {
@@ -228,6 +249,7 @@ static Suite *protect_suite(void)
 	tcase_add_test(tc, protect_twice_changes_nothing);
 	tcase_add_test(tc, protect_none);
 	tcase_add_test(tc, granule_inside_host_page);
+	tcase_add_test(tc, protected_flag_unaligned);
 	tcase_add_test(tc, protect_whole_ram);
 	tcase_add_test(tc, protect_inside_large_page);
 	tcase_add_test(tc, dirty_tracking_from_callback);
