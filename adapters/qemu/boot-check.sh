@@ -108,7 +108,8 @@ check() {
     if grep -v 'terminating on signal' "$tmp/err" >&2; then
         die "$name: unexpected messages on stderr"
     fi
-    log "$name: $(grep -ao 'SeaBIOS (version [^)]*)' "$tmp/out" | head -n1)" \
+    # -m1: no `| head`, whose early exit would SIGPIPE grep under pipefail.
+    log "$name: $(grep -ao -m1 'SeaBIOS (version [^)]*)' "$tmp/out")" \
         "reached '$STOP'"
 
     STOP=

@@ -167,17 +167,17 @@ if [[ ! -f $libroot.stamp || $(<"$libroot.stamp") != "$srcsig" ]]; then
     make -C "$topbuild" -s install DESTDIR="$libroot" </dev/null >/dev/null 2>&1 ||
         die "installing libbtmmu into $libroot failed"
     find "$libroot" \( -name 'libbtmmu.so*' -o -name libbtmmu.la \) -delete
-    pc=$(find "$libroot" -name libbtmmu.pc | head -n 1)
+    pc=$(find "$libroot" -name libbtmmu.pc -print -quit)
     [[ -n $pc ]] || die "libbtmmu.pc was not installed into $libroot"
     sed -i "s|^prefix=.*|prefix=$(cd "$(dirname "$pc")/../.." && pwd)|" "$pc"
     printf '%s\n' "$srcsig" >"$libroot.stamp"
 fi
-pc=$(find "$libroot" -name libbtmmu.pc | head -n 1)
+pc=$(find "$libroot" -name libbtmmu.pc -print -quit)
 PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 export PKG_CONFIG_PATH
 log "libbtmmu $(pkg-config --modversion libbtmmu) from $topbuild"
 configure_args+=(--enable-btmmu)
-libsig=$(sha256sum "$(find "$libroot" -name libbtmmu.a | head -n 1)" | cut -d' ' -f1)
+libsig=$(sha256sum "$(find "$libroot" -name libbtmmu.a -print -quit)" | cut -d' ' -f1)
 # ------------------------------------------------------------------------------
 
 extra=()

@@ -15,8 +15,13 @@
 #   binaries load at run time (seabios, qemu-system-data, ipxe-qemu).
 #
 # Idempotent and non-interactive; needs root (or password-less sudo).
+# apt-get runs through scripts/apt.sh: retried on a transient failure (and
+# while another process holds the apt lists lock); when apt-get update keeps
+# failing, the package lists there are are used if they have what is needed.
 
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../../scripts/apt.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../scripts/apt.sh"
 
 readonly SOURCES_FILE=/etc/apt/sources.list.d/libbtmmu-backports.sources
 readonly SUITE=bookworm
@@ -64,51 +69,7 @@ if [[ $(id -u) -ne 0 ]]; then
     SUDO=(sudo -n)
 fi
 
-apt_get() {
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q \
-        -o DPkg::Lock::Timeout=900 "$@" </dev/null
-}
-
-# DPkg::Lock::Timeout does not cover the lists lock that apt-get update
-# takes: retry while another process holds it (about 15 minutes at most).
-apt_update() {
-    local err tries=0 rc
-    err=$(mktemp)
-    while :; do
-        rc=0
-        apt_get update 2>"$err" || rc=$?
-        if ((rc != 0)) && grep -q 'Could not get lock' "$err" &&
-            ((tries++ < 90)); then
-            log "apt lists are locked by another process, retrying in 10 s"
-            sleep 10
-            continue
-        fi
-        break
-    done
-    cat "$err" >&2
-    rm -f "$err"
-    ((rc == 0)) || die "apt-get update failed"
-}
-
-# Print the packages among the "name" or "name>=version" arguments that are
-# not installed, or installed at an older version.
-missing_pkgs() {
-    local -A have=()
-    local pkg status ver spec name min
-    while read -r pkg status ver; do
-        [[ $status == installed ]] && have[$pkg]=$ver
-    done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' \
-        "${@%%>=*}" 2>/dev/null || true)
-    for spec; do
-        name=${spec%%>=*}
-        min=${spec#"$name"}
-        min=${min#>=}
-        if [[ -z ${have[$name]-} ]] || { [[ -n $min ]] &&
-            ! dpkg --compare-versions "${have[$name]}" ge "$min"; }; then
-            printf '%s\n' "$name"
-        fi
-    done
-}
+APT_SUDO=${SUDO[*]}
 
 # Index targets apt knows of, downloaded or not, one per line:
 # "RELEASE IDENTIFIER TYPE SOURCESENTRY FILENAME", FILENAME without the
@@ -121,7 +82,8 @@ list_targets() {
 # --- 1. apt sources ----------------------------------------------------------
 
 targets=$(list_targets)
-awk -v r="$SUITE" '$1 == r && $2 == "Packages"' <<<"$targets" | grep -q . ||
+awk -v r="$SUITE" '$1 == r && $2 == "Packages" { found = 1 } END { exit !found }' \
+    <<<"$targets" ||
     die "no '$SUITE' deb entry in the apt sources: this script is for Debian 12"
 
 need_update=0
@@ -173,26 +135,26 @@ if ((need_update == 0)); then
     fi
 fi
 if ((need_update)); then
-    apt_update
+    # When it keeps failing, the installs below say whether the lists there
+    # are have what is needed.
+    apt_update || true
 fi
 
 # --- 2. packages -------------------------------------------------------------
 
 readonly BPO_PKGS=("meson>=$MESON_MIN" "python3-pycotap>=$PYCOTAP_MIN")
 
-mapfile -t missing < <(missing_pkgs "${BUILD_PKGS[@]}" "${FIRMWARE_PKGS[@]}")
+mapfile -t missing < <(apt_missing "${BUILD_PKGS[@]}" "${FIRMWARE_PKGS[@]}")
 if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt_get install -y --no-install-recommends "${missing[@]}"
+    apt_install "${missing[@]}" || die "cannot install ${missing[*]}"
 fi
 
-mapfile -t missing < <(missing_pkgs "${BPO_PKGS[@]}")
+mapfile -t missing < <(apt_missing "${BPO_PKGS[@]}")
 if ((${#missing[@]})); then
-    log "installing ${missing[*]} from $BPO"
-    apt_get install -y --no-install-recommends -t "$BPO" "${missing[@]}"
+    apt_install -t "$BPO" "${missing[@]}" || die "cannot install ${missing[*]} from $BPO"
 fi
 
-mapfile -t missing < <(missing_pkgs "${BUILD_PKGS[@]}" "${FIRMWARE_PKGS[@]}" \
+mapfile -t missing < <(apt_missing "${BUILD_PKGS[@]}" "${FIRMWARE_PKGS[@]}" \
     "${BPO_PKGS[@]}")
-((${#missing[@]} == 0)) || die "still not installed: ${missing[*]}"
+((${#missing[@]} == 0)) || die "still not installed (or too old): ${missing[*]}"
 log "all dependencies are installed"

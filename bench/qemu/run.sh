@@ -102,12 +102,14 @@ SAMPLES=$OUT/samples.tsv
 printf 'kind\tconfig\tround\tworkload\tseconds\tchecksum\n' >"$SAMPLES"
 failures=0
 
+# First lines with `sed -n 1p`, which reads its whole input: `| head`
+# exits early and under pipefail the writer's SIGPIPE fails the pipeline.
 {
     printf 'date\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     printf 'qemu\t%s\n' "$QEMU"
-    printf 'qemu_version\t%s\n' "$("$QEMU" --version | head -n1)"
+    printf 'qemu_version\t%s\n' "$("$QEMU" --version | sed -n 1p)"
     printf 'user_qemu\t%s\n' "$USER_QEMU"
-    if [[ $USER_QEMU != none ]]; then printf 'user_qemu_version\t%s\n' "$("$USER_QEMU" --version | head -n1)"; fi
+    if [[ $USER_QEMU != none ]]; then printf 'user_qemu_version\t%s\n' "$("$USER_QEMU" --version | sed -n 1p)"; fi
     printf 'a_args\t%s\n' "${A_ARGS[*]}"
     printf 'b_args\t%s\n' "${B_ARGS[*]}"
     printf 'smp\t%s\n' "$SMP"
@@ -115,7 +117,7 @@ failures=0
     printf 'rounds\t%s\n' "$ROUNDS"
     printf 'kernel\t%s\n' "$(cat "$LG_BUILD/kernel-abi")"
     printf 'host_cpus\t%s\n' "$(nproc)"
-    printf 'host_cpu\t%s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+    printf 'host_cpu\t%s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sed -n 1p)"
     printf 'loadavg_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/meta.tsv"
 load=$(cut -d' ' -f1 /proc/loadavg)

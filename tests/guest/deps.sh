@@ -9,7 +9,12 @@
 # so gcc-multilib is installed only if "gcc -m32 -ffreestanding" fails.
 #
 # Usage: tests/guest/deps.sh [--no-qemu]
+#
+# apt-get runs through scripts/apt.sh (retries; goes on with the package
+# lists there are when apt-get update keeps failing).
 set -eu
+# shellcheck source=SCRIPTDIR/../../scripts/apt.sh
+. "$(dirname "$0")/../../scripts/apt.sh"
 
 want=""
 need_cmd() { command -v "$1" >/dev/null 2>&1 || want="$want $2"; }
@@ -40,9 +45,6 @@ if [ -z "$pkgs" ]; then
     exit 0
 fi
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "deps.sh: installing: $pkgs"
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update -q
-# shellcheck disable=SC2086
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends $pkgs
+echo "deps.sh: needed: $pkgs"
+# shellcheck disable=SC2086 # package names split on blanks
+apt_install_missing $pkgs || exit 1

@@ -22,7 +22,8 @@ flock 9
 step_begin "kernel"
 # The ABI (e.g. 6.1.0-50-686) is resolved from the metapackage, never
 # hard-coded: Debian bumps it with security updates and drops old images.
-abi=$(lg_apt_i386 apt-cache depends linux-image-686 2>/dev/null | sed -n 's/^ *Depends: linux-image-//p' | head -n1 || true)
+# (sed -n 1p rather than head: it reads all, so no SIGPIPE under pipefail)
+abi=$(lg_apt_i386 apt-cache depends linux-image-686 2>/dev/null | sed -n 's/^ *Depends: linux-image-//p' | sed -n 1p || true)
 if [[ -z $abi ]]; then
     [[ -L $LG_KERNEL_DIR/current ]] || lg_die "cannot resolve linux-image-686 (i386): run deps.sh"
     abi=$(readlink "$LG_KERNEL_DIR/current")
@@ -65,7 +66,7 @@ else
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/lg-mb.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
     # vmlinux: the XZ stream inside the bzImage (ELF + relocations appended).
-    off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$kdir/vmlinuz" | head -n1 | cut -d: -f1 || true)
+    off=$(LC_ALL=C grep -obUaP -m1 '\xfd7zXZ\x00' "$kdir/vmlinuz" | sed -n 1p | cut -d: -f1 || true)
     if [[ -n $off ]] && tail -c +$((off + 1)) "$kdir/vmlinuz" | xz -dc --single-stream >"$tmp/vmlinux" 2>/dev/null &&
         [[ $(readelf -h "$tmp/vmlinux" 2>/dev/null | awk '/Entry point/{print $4}') == 0x1000000 ]]; then
         "${CC:-gcc}" -m32 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables \
@@ -119,7 +120,11 @@ else
     rm -rf "$tmp" "$LG_CACHE"/debs/busybox-static_*.deb
     step_end "busybox-static:i386 $bbver downloaded"
 fi
-file -b "$bbdir/busybox" 2>/dev/null | grep -q 'Intel 80386' || head -c 20 "$bbdir/busybox" | od -An -tx1 | grep -q '7f 45 4c 46 01' ||
+# Captured, then matched: `| grep -q` exits at the first match and under
+# pipefail the writer's SIGPIPE would fail the check.
+bbfile=$(file -b "$bbdir/busybox" 2>/dev/null || true)
+bbmagic=$(od -An -tx1 -N20 "$bbdir/busybox" 2>/dev/null || true)
+[[ $bbfile == *'Intel 80386'* || $bbmagic == *'7f 45 4c 46 01'* ]] ||
     lg_die "$bbdir/busybox is not a 32-bit x86 ELF"
 
 # --- workloads -------------------------------------------------------------

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install what the Linux guest tests and the QEMU benchmark need, and set up
 # the private i386 package view used to download the guest kernel and busybox.
-# Installs only what is missing; safe to run again.
+# Installs only what is missing; safe to run again. apt-get runs through
+# scripts/apt.sh: retried on a transient failure, and when apt-get update
+# keeps failing the package lists there are are used if they have what is
+# needed.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=SCRIPTDIR/../../scripts/apt.sh
+. "$LG_DIR/../../scripts/apt.sh"
 
-APT_LOCK=(-o DPkg::Lock::Timeout=900)
 HOST_PKGS=(
     qemu-system-x86   # Debian's stock qemu-system-i386/x86_64 (configuration A, development)
     qemu-user         # qemu-i386: the user-mode limit in bench/qemu
@@ -19,16 +23,8 @@ HOST_PKGS=(
     gnuplot-nox       # bench plot (4 packages, much lighter than python3-matplotlib)
 )
 
-missing=()
-for p in "${HOST_PKGS[@]}"; do
-    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true) != installed ]]; then
-        missing+=("$p")
-    fi
-done
-if ((${#missing[@]})); then
-    lg_log "installing: ${missing[*]}"
-    apt-get "${APT_LOCK[@]}" update -q
-    apt-get "${APT_LOCK[@]}" install -y -q --no-install-recommends "${missing[@]}"
+if [[ -n $(apt_missing "${HOST_PKGS[@]}") ]]; then
+    apt_install_missing "${HOST_PKGS[@]}" || lg_die "could not install the host packages (above)"
 else
     lg_log "host packages present"
 fi
@@ -56,14 +52,15 @@ if [[ ${LG_FORCE_UPDATE:-0} != 1 ]] && lists_fresh; then
     lg_log "i386 package lists are recent"
 else
     lg_log "updating the private i386 package lists"
-    # A partial failure (e.g. one index mid-sync) is tolerated: what matters is
-    # that the packages below resolve.
-    if ! lg_apt_i386 apt-get update -q; then
-        lg_log "warning: apt-get update (i386 view) reported errors; continuing"
+    # Retried; a lasting partial failure (e.g. one index mid-sync) is
+    # tolerated: what matters is that the packages below resolve.
+    if ! apt_retry_cmd lg_apt_i386 apt-get update -q </dev/null; then
+        lg_log "warning: apt-get update (i386 view) keeps failing; going on with the lists there are"
     fi
 fi
 for p in linux-image-686 busybox-static; do
-    cand=$(lg_apt_i386 apt-cache policy "$p" | sed -n 's/^ *Candidate: //p')
+    policy=$(lg_apt_i386 apt-cache policy "$p" 2>&1) || lg_die "apt-cache policy $p (i386 view) failed: $policy"
+    cand=$(sed -n 's/^ *Candidate: //p' <<<"$policy")
     [[ -n $cand && $cand != "(none)" ]] || lg_die "$p (i386) is not available from the archive"
     lg_log "i386 $p: $cand"
 done

@@ -194,7 +194,10 @@ elif [[ $(field "$done_line" fail) != 0 ]]; then
     problems+=("workload failures: ${done_line#*@@BTMMU-DONE }")
 fi
 grep -aq 'reboot: Power down' "$LOG" || problems+=("no clean power-off ('reboot: Power down' missing)")
-if bad=$(grep -a -E 'Kernel panic|BUG:|Oops|WARNING: CPU|general protection fault|Call Trace|@@BTMMU-DMESG' "$LOG" | head -n5) && [[ -n $bad ]]; then
+# grep -m5, not `| head -n5`: with more trouble lines than head reads, grep
+# got SIGPIPE and under pipefail the whole check was skipped.
+bad=$(grep -a -m5 -E 'Kernel panic|BUG:|Oops|WARNING: CPU|general protection fault|Call Trace|@@BTMMU-DMESG' "$LOG" || true)
+if [[ -n $bad ]]; then
     problems+=("kernel trouble: $(head -n1 <<<"$bad")")
 fi
 

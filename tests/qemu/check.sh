@@ -67,7 +67,7 @@ for cfg in "qemu-system-i386 btmmu-guest32.elf" "qemu-system-x86_64 btmmu-guest3
 		[ "$(cat "$log/on.rc")" = 0 ] && [ "$(cat "$log/off.rc")" = 0 ] || st=1
 		if ! cmp -s "$log/on.out" "$log/off.out"; then
 			echo "  serial output differs between btmmu on and off:"
-			diff "$log/off.out" "$log/on.out" | head -20
+			diff "$log/off.out" "$log/on.out" | sed -n 1,20p
 			st=1
 		fi
 		[ $st -eq 0 ] || tail -5 "$log/on.raw"
