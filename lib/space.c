@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "base/valgrind.h"
 #include "internal.h"
 
 #define DEFAULT_RING 4u
@@ -73,8 +74,10 @@ static void release_regions(struct btmmu *ctx, struct btmmu__region *regions, si
 	for (i = 0; i < n; i++) {
 		struct btmmu__region *r = &regions[i];
 
-		if (r->start)
+		if (r->start) {
 			ctx->ops->release(ctx, r->start - r->lead, r->lead + r->len + r->guard);
+			BTMMU__VG_WINDOW_CLOSE(r->start - r->lead, r->lead + r->len + r->guard);
+		}
 	}
 }
 
@@ -135,6 +138,7 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 		ret = ctx->ops->reserve(ctx, r->lead, r->len + r->guard, align, &r->start);
 		if (ret)
 			goto err_release;
+		BTMMU__VG_WINDOW_OPEN(r->start - r->lead, r->lead + r->len + r->guard);
 		if (ctx->ops->fence) {
 			ret = ctx->ops->fence(ctx, r->start - r->lead, r->lead);
 			if (!ret)

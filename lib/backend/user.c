@@ -41,7 +41,8 @@ static int user_reserve(struct btmmu *ctx, uint64_t lead, uint64_t len, uint64_t
 		return -ENOMEM;
 	m = mmap(NULL, total, PROT_NONE, RESERVE_FLAGS, -1, 0);
 	if (m == MAP_FAILED)
-		return -errno;
+		/* The arguments are valid: EINVAL (valgrind) means no room too. */
+		return errno == EINVAL ? -ENOMEM : -errno;
 	p = (uintptr_t)m;
 	a = (p + lead + align - 1) & ~(uintptr_t)(align - 1);
 	/* Trim the slack on both sides so only [a - lead, a + len) stays reserved. */

@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#include <valgrind/memcheck.h>
+#endif
+
 #include "fixture.h"
 
 struct fx fx;
@@ -139,11 +146,34 @@ int fx_map(unsigned view, uint64_t gva, uint64_t gpa, uint64_t len, uint32_t pro
 	return btmmu_map(fx.sp, view, &q);
 }
 
+int fx_valgrind(void)
+{
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+	if (RUNNING_ON_VALGRIND)
+		return 1;
+#endif
+	return getenv("BTMMU_TEST_VALGRIND") != NULL;
+}
+
+void fx_valgrind_expect_faults(void)
+{
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+	VALGRIND_DISABLE_ERROR_REPORTING;
+#endif
+}
+
 int fx_run(Suite *s)
 {
 	SRunner *sr = srunner_create(s);
 	int failed;
 
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+	/*
+	 * Under valgrind: the tests dereference the first pages on purpose
+	 * (real crashes, chained faults); those are not memory errors.
+	 */
+	VALGRIND_DISABLE_ADDR_ERROR_REPORTING_IN_RANGE(0, 65536);
+#endif
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -64,6 +64,19 @@ struct btmmu_stats fx_stats(void);
 /* Map directly (no fault); returns btmmu_map's result. */
 int fx_map(unsigned view, uint64_t gva, uint64_t gpa, uint64_t len, uint32_t prot, uint32_t flags);
 
+/*
+ * Running under valgrind (or $BTMMU_TEST_VALGRIND set)? Its address space
+ * holds at most some 128 GiB and tens of thousands of mappings: cases
+ * that need more skip there.
+ */
+int fx_valgrind(void);
+/*
+ * Under valgrind's memcheck: the invalid accesses this thread makes from
+ * now on are the test's point (accesses into windows already destroyed),
+ * not errors to report. Nothing otherwise.
+ */
+void fx_valgrind_expect_faults(void);
+
 /* Run a suite (fork mode unless CK_FORK=no) and return the exit status. */
 int fx_run(Suite *s);
 

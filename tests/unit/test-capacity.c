@@ -187,6 +187,12 @@ START_TEST(beyond_max_map_count)
 	struct btmmu_stats st;
 	unsigned i;
 
+	if (fx_valgrind()) {
+		/* valgrind's own table holds fewer mappings than the host allows */
+		printf("%s: skipped (valgrind: needs tens of thousands of mappings)\n", __func__);
+		return;
+	}
+
 	for (i = 0; i < 70000; i++)
 		ck_assert_int_eq(fx_map(0, (uint64_t)i * 16384, ((i * 13) % 4096) * 4096, 4096, R, 0),
 				 1);
@@ -307,7 +313,7 @@ static int sanitized(void)
 	return 1;
 #endif
 #endif
-	return getenv("BTMMU_TEST_VALGRIND") != NULL;
+	return fx_valgrind();
 }
 
 static void consume_vmas(uint64_t left)

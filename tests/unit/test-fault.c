@@ -675,6 +675,7 @@ static void *td_worker(void *arg)
 	unsigned i = 0;
 	uint32_t v;
 
+	fx_valgrind_expect_faults(); /* it reads windows as they are destroyed */
 	btmmu_view_base(sp, 0, &base);
 	atomic_fetch_add(&td_started, 1);
 	if (sigsetjmp(td_env, 1) == 0) {

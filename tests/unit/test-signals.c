@@ -139,8 +139,14 @@ static void timer_case(uint32_t open_flags, double seconds)
 	/* The handler ran often, and its reads went through the fault path. */
 	ck_assert_uint_gt(atomic_load(&handler_reads), 100);
 	ck_assert_uint_gt(fx_stats().faults, 100);
-	/* Some arrived inside the library; those were refused, not waited on. */
-	ck_assert_uint_gt(atomic_load(&nested), 0);
+	/*
+	 * Some arrived inside the library; those were refused, not waited on.
+	 * (valgrind delivers signals only between its translated blocks, and
+	 * none landed inside the library there: the run still proves the
+	 * thread never hung.)
+	 */
+	if (!fx_valgrind())
+		ck_assert_uint_gt(atomic_load(&nested), 0);
 	ck_assert_uint_eq(atomic_load(&nested_refused), atomic_load(&nested));
 	fx_close();
 }
