@@ -110,7 +110,8 @@ check() {
 	status=0
 	for segv in 1 0; do
 		# The library's faults are dispatched (callback called, inputs run clean).
-		FUZZ_REPORT=1 "$bin" -handle_segv=$segv -runs=40 "$t" >"$t/log" 2>&1
+		FUZZ_REPORT=1 env -u ASAN_OPTIONS "$bin" -handle_segv=$segv -runs=40 "$t" \
+			>"$t/log" 2>&1
 		rc=$?
 		n=$(sed -n 's/.* \([0-9][0-9]*\) faults dispatched.*/\1/p' "$t/log" | tail -n 1)
 		if [ $rc -ne 0 ] || [ "${n:-0}" -eq 0 ]; then
@@ -121,7 +122,8 @@ check() {
 			echo "libfuzzer.sh: -handle_segv=$segv: inputs ran, $n faults dispatched to the callback"
 		fi
 		# A real crash (a bad pointer in the harness) still crashes.
-		FUZZ_SELFTEST=1 "$bin" -handle_segv=$segv -runs=1 "$(ls "$t"/seed-* | head -n 1)" \
+		FUZZ_SELFTEST=1 env -u ASAN_OPTIONS "$bin" -handle_segv=$segv -runs=1 \
+			"$(ls "$t"/seed-* | sed -n 1p)" \
 			>"$t/log" 2>&1
 		rc=$?
 		if [ $rc -eq 0 ] || ! grep -q -E 'SEGV|deadly signal' "$t/log"; then
