@@ -196,6 +196,8 @@ struct btmmu {
 	uint32_t capacity_from;		/* BTMMU_CAPACITY_*: how budget and pool were set */
 	uint64_t claimed;		/* share of budget_claimed (btmmu.c) */
 	uint64_t replaces;		/* regions replaced by host_clear() (shadow/window.c) */
+	/* btmmu_protect() calls so far, bumped under lock (btmmu_unprotect_since()) */
+	_Atomic uint64_t protect_seq;
 
 	struct btmmu__stats_counters st;
 

@@ -324,6 +324,16 @@ int btmmu_flush_all(struct btmmu *ctx);
 int btmmu_protect(struct btmmu *ctx, uint64_t gpa, uint64_t len,
 		  uint32_t prot);
 int btmmu_unprotect(struct btmmu *ctx, uint64_t gpa, uint64_t len);
+/*
+ * Race-free lifting for dirty tracking: read the protect sequence (it grows
+ * with every btmmu_protect() call), check the caller's own state (say, the
+ * page is dirty for every client), then btmmu_unprotect_since() lifts the
+ * ceiling only if no btmmu_protect() ran in between: -ESTALE otherwise, and
+ * nothing changed (the next write faults again).
+ */
+int btmmu_protect_seq(struct btmmu *ctx, uint64_t *seq);
+int btmmu_unprotect_since(struct btmmu *ctx, uint64_t gpa, uint64_t len,
+			  uint64_t seq);
 
 /* ------------------------------------------------------------------ */
 /* Probe accessors                                                     */

@@ -2,7 +2,8 @@
 /*
  * btmmu_protect() and btmmu_unprotect(): set the ceiling of a
  * guest-physical range (gpa.c) and re-apply rights to every installed alias
- * through the reverse map. Async-signal-safe.
+ * through the reverse map; btmmu_protect_seq() and btmmu_unprotect_since(),
+ * the unprotect that loses a race with a protect. Async-signal-safe.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -97,7 +98,13 @@ again:
 	return n;
 }
 
-static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t prot)
+/*
+ * seq: for an unprotect, refuse (-ESTALE) unless ctx->protect_seq is still
+ * seq; UINT64_MAX: no such condition. A protect bumps protect_seq, under
+ * the lock, whether or not a ceiling changes.
+ */
+static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t prot,
+		       uint64_t seq)
 {
 	uint64_t gm = (UINT64_C(1) << BTMMU_GRANULE_SHIFT) - 1, g, end;
 	uint8_t deny = (uint8_t)(BTMMU_PROT_RWX & ~prot);
@@ -118,6 +125,12 @@ static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t p
 		btmmu__unlock(&ctx->lock);
 		return -ENXIO;
 	}
+	if (seq != UINT64_MAX && atomic_load(&ctx->protect_seq) != seq) {
+		btmmu__unlock(&ctx->lock);
+		return -ESTALE;
+	}
+	if (prot != BTMMU_PROT_RWX)
+		atomic_fetch_add(&ctx->protect_seq, 1);
 	end = (gpa - ram->gpa + len) >> BTMMU_GRANULE_SHIFT;
 	for (g = (gpa - ram->gpa) >> BTMMU_GRANULE_SHIFT; g < end; g++) {
 		uint8_t old = ram->deny[g];
@@ -139,10 +152,31 @@ static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t p
 
 BTMMU_EXPORT int btmmu_protect(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t prot)
 {
-	return set_ceiling(ctx, gpa, len, prot);
+	return set_ceiling(ctx, gpa, len, prot, UINT64_MAX);
 }
 
 BTMMU_EXPORT int btmmu_unprotect(struct btmmu *ctx, uint64_t gpa, uint64_t len)
 {
-	return set_ceiling(ctx, gpa, len, BTMMU_PROT_RWX);
+	return set_ceiling(ctx, gpa, len, BTMMU_PROT_RWX, UINT64_MAX);
+}
+
+BTMMU_EXPORT int btmmu_protect_seq(struct btmmu *ctx, uint64_t *seq)
+{
+	if (!ctx)
+		return -EINVAL;
+	if (!seq)
+		return -EFAULT;
+	if (btmmu__dead(ctx))
+		return -EOWNERDEAD;
+	/* seq_cst: not ordered before the caller's earlier stores (its dirty bits) */
+	*seq = atomic_load(&ctx->protect_seq);
+	return 0;
+}
+
+BTMMU_EXPORT int btmmu_unprotect_since(struct btmmu *ctx, uint64_t gpa, uint64_t len,
+				       uint64_t seq)
+{
+	if (seq == UINT64_MAX)
+		return -EINVAL; /* never a sequence btmmu_protect_seq() gives */
+	return set_ceiling(ctx, gpa, len, BTMMU_PROT_RWX, seq);
 }

@@ -1436,6 +1436,48 @@ START_TEST(unprotect_bad)
 }
 END_TEST
 
+/* btmmu_unprotect_since: the checks of btmmu_unprotect, with a current seq. */
+START_TEST(unprotect_since_bad)
+{
+	const struct prot_case *c = &unprotect_cases[_i];
+	uint64_t seq;
+	struct snap b;
+
+	if (c->ram2)
+		add_ram2();
+	ck_assert_int_eq(btmmu_protect_seq(fx.ctx, &seq), 0);
+	snap_take(&b);
+	expect(c->name, btmmu_unprotect_since(c->null_ctx ? NULL : fx.ctx, c->gpa, c->len, seq),
+	       c->err);
+	check_intact(&b, 0, c->name);
+	ck_assert_int_ge(btmmu_unprotect_since(fx.ctx, 0x30000, PG, seq), 0);
+}
+END_TEST
+
+/* A stale or impossible sequence, and btmmu_protect_seq's own arguments. */
+START_TEST(protect_seq_bad)
+{
+	uint64_t seq, seq2;
+	struct snap b;
+
+	ck_assert_int_eq(btmmu_protect_seq(NULL, &seq), -EINVAL);
+	ck_assert_int_eq(btmmu_protect_seq(fx.ctx, NULL), -EFAULT);
+	ck_assert_int_eq(btmmu_protect_seq(fx.ctx, &seq), 0);
+	ck_assert_int_ge(btmmu_protect(fx.ctx, 0x20000, PG, R), 0);
+	ck_assert_int_eq(btmmu_protect_seq(fx.ctx, &seq2), 0);
+	ck_assert_uint_gt(seq2, seq);
+	snap_take(&b);
+	expect("stale_seq", btmmu_unprotect_since(fx.ctx, 0x30000, PG, seq), -ESTALE);
+	check_intact(&b, 0, "stale_seq");
+	snap_take(&b);
+	expect("future_seq", btmmu_unprotect_since(fx.ctx, 0x30000, PG, seq2 + 1), -ESTALE);
+	check_intact(&b, 0, "future_seq");
+	snap_take(&b);
+	expect("seq_max", btmmu_unprotect_since(fx.ctx, 0x30000, PG, UINT64_MAX), -EINVAL);
+	check_intact(&b, 0, "seq_max");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Called from a fault callback: -EDEADLK                              */
 /* ------------------------------------------------------------------ */
@@ -1981,6 +2023,8 @@ static Suite *badinput_suite(void)
 
 	tc = tcase(s, "unprotect");
 	LOOP(tc, unprotect_bad, unprotect_cases);
+	LOOP(tc, unprotect_since_bad, unprotect_cases);
+	tcase_add_test(tc, protect_seq_bad);
 
 	tc = tcase(s, "fault_resolved");
 	tcase_add_test(tc, fault_resolved_null);

@@ -167,6 +167,38 @@ START_TEST(protected_flag_unaligned)
 }
 END_TEST
 
+/*
+ * Dirty tracking's race (a vCPU makes a page writable again while the
+ * migration thread cleans it): the lift loses to a protect that ran after
+ * the sequence was read, and the page stays write-protected in every alias.
+ */
+START_TEST(unprotect_since_loses_to_protect)
+{
+	uint64_t seq, seq2;
+
+	ck_assert_int_eq(fx_map(0, 0x10000, 0x8000, 4096, RW, 0), 1);
+	ck_assert_int_eq(map_in(sp2, 0, 0x50000, 0x8000, 4096, RW), 1);
+	ck_assert_int_eq(btmmu_protect(fx.ctx, 0x8000, 4096, R), 2);
+	/* The vCPU: the page is dirty for every client, read the sequence. */
+	ck_assert_int_eq(btmmu_protect_seq(fx.ctx, &seq), 0);
+	/* The migration thread: cleans the page, write-protects it again. */
+	ck_assert_int_eq(btmmu_protect(fx.ctx, 0x8000, 4096, R), 0);
+	/* The vCPU's lift comes too late: refused, nothing writable. */
+	ck_assert_int_eq(btmmu_unprotect_since(fx.ctx, 0x8000, 4096, seq), -ESTALE);
+	ck_assert_int_eq(btmmu_store32(fx_base(0) + 0x10000, 1), 1);
+	ck_assert(fx.last.flags & BTMMU_FAULT_PROTECTED);
+	ck_assert_int_eq(btmmu_store32(base_of(sp2, 0) + 0x50000, 1), 1);
+	/* Unprotect does not move the sequence; with no protect between, it lifts. */
+	ck_assert_int_eq(btmmu_protect_seq(fx.ctx, &seq), 0);
+	ck_assert_int_eq(btmmu_unprotect(fx.ctx, 0x9000, 4096), 0);
+	ck_assert_int_eq(btmmu_protect_seq(fx.ctx, &seq2), 0);
+	ck_assert_uint_eq(seq2, seq);
+	ck_assert_int_eq(btmmu_unprotect_since(fx.ctx, 0x8000, 4096, seq), 2);
+	ck_assert_int_eq(btmmu_store32(fx_base(0) + 0x10000, 7), 0);
+	ck_assert_int_eq(btmmu_store32(base_of(sp2, 0) + 0x50000, 8), 0);
+}
+END_TEST
+
 /* A protect over a whole RAM range walks the entries, not the range. */
 START_TEST(protect_whole_ram)
 {
@@ -250,6 +282,7 @@ static Suite *protect_suite(void)
 	tcase_add_test(tc, protect_none);
 	tcase_add_test(tc, granule_inside_host_page);
 	tcase_add_test(tc, protected_flag_unaligned);
+	tcase_add_test(tc, unprotect_since_loses_to_protect);
 	tcase_add_test(tc, protect_whole_ram);
 	tcase_add_test(tc, protect_inside_large_page);
 	tcase_add_test(tc, dirty_tracking_from_callback);
