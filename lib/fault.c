@@ -388,16 +388,28 @@ static void report_sigbus(siginfo_t *info)
 }
 
 /*
- * Whether a RETRY for this fault would go round in circles: the same
- * instruction faulting again on a host page it faulted on just before,
- * STREAK_MAX times, although every RETRY made its own page accessible
- * (an access spanning two units whose installs evict each other in a
- * small pool). An instruction that walks on (a string copy) never comes
- * back to a page and is never cut. Keeps the streak in tls.
+ * Going round in circles: the same instruction faulting again on a host
+ * page it faulted on just before, STREAK_MAX times, although every RETRY
+ * made its own page accessible (an access spanning two units whose installs
+ * evict each other in a small pool, or a callback undoing its own work).
+ * An instruction that walks on (a string copy) never comes back to a page.
+ * The streak lives in tls and counts RETRYs only.
  */
 #define STREAK_MAX 8
 
+static bool streak_back(uintptr_t pc, uintptr_t page)
+{
+	return pc == tls.streak_pc && (page == tls.streak_page[0] || page == tls.streak_page[1]);
+}
+
+/* Before the callback: would one more RETRY here close the circle? */
 static bool going_round(uintptr_t pc, uintptr_t addr, unsigned page_shift)
+{
+	return streak_back(pc, addr >> page_shift) && tls.streak_back + 1 >= STREAK_MAX;
+}
+
+/* After a RETRY that made progress: extend the streak; true if it closed. */
+static bool streak_retry(uintptr_t pc, uintptr_t addr, unsigned page_shift)
 {
 	uintptr_t page = addr >> page_shift;
 
@@ -408,17 +420,25 @@ static bool going_round(uintptr_t pc, uintptr_t addr, unsigned page_shift)
 		tls.streak_back = 0;
 		return false;
 	}
-	if (page == tls.streak_page[0] || page == tls.streak_page[1]) {
-		if (++tls.streak_back >= STREAK_MAX) {
-			tls.streak_pc = 0;
-			return true;
-		}
+	if (streak_back(pc, page) && ++tls.streak_back >= STREAK_MAX) {
+		tls.streak_pc = 0;
+		return true;
 	}
 	if (page != tls.streak_page[0]) {
 		tls.streak_page[1] = tls.streak_page[0];
 		tls.streak_page[0] = page;
 	}
 	return false;
+}
+
+/* Where a SLOW verdict would continue: resume_pc, or the probes' fixup. */
+static uintptr_t slow_resume(const struct btmmu_fault *f)
+{
+	if (f->resume_pc)
+		return f->resume_pc;
+	if (f->pc >= (uintptr_t)btmmu__probe_begin && f->pc < (uintptr_t)btmmu__probe_end)
+		return (uintptr_t)btmmu__probe_fixup;
+	return 0;
 }
 
 static int dispatch(int sig, siginfo_t *info, void *ucv)
@@ -466,6 +486,8 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 		return 0;
 	}
 	btmmu__stat_add(&ctx->st.faults, 1);
+	if (!nested && going_round(f.pc, f.host_addr, ctx->host_page_shift))
+		f.flags |= BTMMU_FAULT_REPEATED;
 	level = tls.depth;
 	tls.lv[level].frame = frame;
 	tls.lv[level].sp = sp;
@@ -486,8 +508,13 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 		held = false;
 
 	if (verdict == BTMMU_FAULT_RETRY) {
+		/*
+		 * A streak that closed goes slow where there is a slow path
+		 * (resume_pc, a probe); else the RETRY stands: the callback was
+		 * told (BTMMU_FAULT_REPEATED) and chose it.
+		 */
 		if (!nested && made_progress(ctx, f.host_addr, f.access) &&
-		    !going_round(f.pc, f.host_addr, ctx->host_page_shift)) {
+		    (!streak_retry(f.pc, f.host_addr, ctx->host_page_shift) || !slow_resume(&f))) {
 			btmmu__stat_add(&ctx->st.faults_retry, 1);
 			tls.last_pc = f.pc;
 			tls.last_addr = f.host_addr;
@@ -499,10 +526,7 @@ static int dispatch(int sig, siginfo_t *info, void *ucv)
 	}
 	if (verdict == BTMMU_FAULT_SLOW) {
 		tls.streak_pc = 0;
-		resume = f.resume_pc;
-		if (!resume && f.pc >= (uintptr_t)btmmu__probe_begin &&
-		    f.pc < (uintptr_t)btmmu__probe_end)
-			resume = (uintptr_t)btmmu__probe_fixup;
+		resume = slow_resume(&f);
 		if (resume) {
 			btmmu__stat_add(&ctx->st.faults_slow, 1);
 			btmmu__arch_set_pc(uc, resume);

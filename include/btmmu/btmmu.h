@@ -77,6 +77,14 @@ struct btmmu_space;	/* a guest address space (translation context) */
  * is taken as SLOW. Emulate the access. MAPPED and PROTECTED are not set.
  */
 #define BTMMU_FAULT_NESTED	0x10u
+/*
+ * This instruction faulted on the same host pages again and again, each
+ * RETRY making its own page accessible (8 in a row): another RETRY may go
+ * round in circles (two units of one access evicting each other). Take the
+ * slow path. Where it has one (resume_pc, a probe), the library turns that
+ * RETRY into SLOW itself.
+ */
+#define BTMMU_FAULT_REPEATED	0x20u
 
 /* Verdicts a fault callback returns. */
 #define BTMMU_FAULT_RETRY	0 /* an entry was installed: re-execute the access */

@@ -211,6 +211,23 @@ static int evict_partner(struct btmmu_fault *f)
 	return BTMMU_FAULT_RETRY;
 }
 
+static unsigned repeated_seen;
+
+/* evict_partner, until the library says it goes round: then map both. */
+static int evict_until_repeated(struct btmmu_fault *f)
+{
+	uint64_t page = f->gva & ~UINT64_C(0xfff), other = page ^ 0x1000;
+	struct btmmu_map_req q = { .gva = page, .gpa = page, .len = 4096, .prot = BTMMU_PROT_READ };
+
+	if (!(f->flags & BTMMU_FAULT_REPEATED))
+		return evict_partner(f);
+	repeated_seen++;
+	ck_assert_int_eq(btmmu_map(f->space, f->view, &q), 1);
+	q.gva = q.gpa = other;
+	ck_assert_int_eq(btmmu_map(f->space, f->view, &q), 1);
+	return BTMMU_FAULT_RETRY;
+}
+
 /* An access whose two pages evict each other goes slow instead of looping. */
 START_TEST(retry_round_in_circles)
 {
@@ -222,6 +239,20 @@ START_TEST(retry_round_in_circles)
 	ck_assert_int_eq(btmmu_load32(fx_base(0) + 0x10ffe, &v), 1);
 	ck_assert_uint_le(fx.nfaults, 16);
 	ck_assert_uint_ge(fx.nfaults, 8);
+	ck_assert_uint_eq(fx_stats().retry_no_progress, 1);
+	ck_assert(fx.last.flags & BTMMU_FAULT_REPEATED);
+	/*
+	 * Translated code without a slow path (no resume_pc, not a probe):
+	 * the callback is told, and its RETRY stands.
+	 */
+	fx.nfaults = 0;
+	fx.custom = evict_until_repeated;
+	*(volatile uint32_t *)(fx.host + 0x20ffc) = 0x11223344;
+	*(volatile uint32_t *)(fx.host + 0x21000) = 0x55667788;
+	v = *(volatile uint32_t *)(fx_base(0) + 0x20ffe);
+	ck_assert_uint_eq(v, 0x77881122);
+	ck_assert_uint_eq(repeated_seen, 1);
+	ck_assert_uint_le(fx.nfaults, 16);
 	ck_assert_uint_eq(fx_stats().retry_no_progress, 1);
 	/* One instruction moving on over many pages, one fault each, is never cut. */
 	fx.nfaults = 0;
