@@ -75,6 +75,9 @@ k_\name:
         .macro B_st128
         movdqu  %xmm0, (DI)
         .endm
+        .macro B_st128ps
+        movups  %xmm0, (DI)
+        .endm
         .macro B_setx0
         movdqu  (SI), %xmm0
         .endm
@@ -127,6 +130,7 @@ k_\name:
         SNIP st32
         SNIP st64
         SNIP st128
+        SNIP st128ps
         SNIP setx0
         SNIP getx0
         SNIP add
@@ -140,6 +144,17 @@ k_\name:
         SNIP xchg
         SNIP cmpxchg8b
         SNIP lockinc
+
+/* svm_global: the nested guest's code (entered by VMRUN, not snip_run),
+ * ring 0 (k_) and ring 3 (u_): one load, then VMMCALL (intercepted:
+ * #VMEXIT back to the host). */
+        .macro B_l2_ld32
+        movl    (SI), %eax
+        vmmcall
+        ud2
+        .endm
+        SNIP l2_ld32
+
 #ifdef __x86_64__
         SNIP cmpxchg16b
 
@@ -177,10 +192,18 @@ c_\name:
         .macro C_xadd
         lock xaddl %eax, (%edi)
         .endm
+        .macro C_st128
+        movdqu  %xmm0, (%edi)
+        .endm
+        .macro C_st128ps
+        movups  %xmm0, (%edi)
+        .endm
 
         CSNIP ld32
         CSNIP st32
         CSNIP push
         CSNIP rep_movsb
         CSNIP xadd
+        CSNIP st128
+        CSNIP st128ps
 #endif

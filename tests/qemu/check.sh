@@ -8,10 +8,13 @@
 #   2. a TCG plugin asking for hwaddr on every access still works;
 #   3. Debian's 686 kernel with the busybox initramfs (tests/linux-guest):
 #      boots, runs every workload and powers off, -smp 1 and -smp 2, with
-#      checksums identical to btmmu off;
+#      checksums identical to btmmu off; and with vCPU 1 denied its shadow
+#      space (QEMU_BTMMU_TEST_NO_SPACE=1: it must run softmmu code only);
 #   4. QEMU_BTMMU_FALLBACK: the paging test guest is identical to btmmu off
 #      with every view kept direct (never) and every view on softmmu
-#      (always); a bad value is refused, naming the variable.
+#      (always); a bad value is refused, naming the variable;
+#   5. isolation: postcopy migration and background snapshots are refused
+#      with btmmu on (userfaultfd cannot see the shadow's aliases).
 # Prints "N passed, N failed"; exit 0 only if nothing failed.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -105,6 +108,15 @@ for smp in 1 2; do
 	[ $st -eq 0 ] || tail -30 "$log/lg"
 	result "686 Linux guest, workloads, -smp $smp: btmmu on = off" $st
 done
+# A vCPU whose address space could not be created runs softmmu code only
+# (the TB hash is shared: it must never run the other vCPU's direct TBs,
+# whose base slots it does not have).
+QEMU_BTMMU_TEST_NO_SPACE=1 "$top/tests/linux-guest/compare.sh" "$qdir/qemu-system-i386" \
+	--smp-list 2 --size quick -- -accel tcg,btmmu=on >"$log/lg" 2>&1
+st=$?
+grep -E '^compare:' "$log/lg" | tail -3
+[ $st -eq 0 ] || tail -30 "$log/lg"
+result "686 Linux guest, -smp 2, vCPU 1 without a shadow space: btmmu on = off" $st
 
 # --- 4. QEMU_BTMMU_FALLBACK modes --------------------------------------------
 g32=$top/tests/guest/btmmu-guest32.elf
@@ -130,6 +142,29 @@ rc=$?
 st=0
 [ "$rc" != 0 ] && grep -q 'QEMU_BTMMU_FALLBACK=sometimes' "$log/fb-bad" || st=1
 result "QEMU_BTMMU_FALLBACK=sometimes refused: $(head -n1 "$log/fb-bad" | cut -c1-120)" $st
+
+# --- 5. Isolation: what btmmu cannot offer is refused ------------------------
+# Postcopy migration and background snapshots track guest RAM with
+# userfaultfd on the RAM blocks' own mappings, which the shadow's aliases
+# bypass: with btmmu on, setting either capability fails with the reason;
+# with btmmu off it is accepted (the check sees the same QEMU do both).
+qmp_caps() { # accel, capability: the QMP replies on stdout
+	printf '%s\n' '{"execute":"qmp_capabilities"}' \
+		"{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":[{\"capability\":\"$2\",\"state\":true}]}}" \
+		'{"execute":"quit"}' |
+		timeout 60 "$qdir/qemu-system-i386" -accel "$1" -nodefaults -display none \
+			-machine pc -m 64 -S -qmp stdio 2>&1
+}
+for cap in postcopy-ram background-snapshot; do
+	on=$(qmp_caps tcg,btmmu=on "$cap")
+	off=$(qmp_caps tcg,btmmu=off "$cap")
+	st=0
+	grep -q 'not supported with -accel tcg,btmmu=on' <<<"$on" || st=1
+	# btmmu off: no error about btmmu (the host may still lack userfaultfd).
+	grep -q 'btmmu' <<<"$off" && st=1
+	[ $st -eq 0 ] || { echo "on: $on"; echo "off: $off"; }
+	result "migration capability $cap refused with btmmu on: $(grep -o '"desc": "[^"]*' <<<"$on" | cut -c10-90)" $st
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
