@@ -610,7 +610,7 @@ static void check_fault(struct fz_thread *t, struct btmmu_fault *f, struct fz_ac
 		cb_fail(t, FUZZ_FLAGS, "NESTED, but the thread was in no libbtmmu call", f->flags,
 			f->gva, 0, 0);
 	if (f->flags & ~(unsigned)(BTMMU_FAULT_MAPPED | BTMMU_FAULT_PROTECTED | BTMMU_FAULT_STALE |
-				   BTMMU_FAULT_GUARD | BTMMU_FAULT_NESTED))
+				   BTMMU_FAULT_GUARD | BTMMU_FAULT_NESTED | BTMMU_FAULT_REPEATED))
 		cb_fail(t, FUZZ_FLAGS, "unknown flag", f->flags, 0, 0, 0);
 	a->saw_guard |= !!(f->flags & BTMMU_FAULT_GUARD);
 	a->saw_stale |= !!(f->flags & BTMMU_FAULT_STALE);
@@ -698,6 +698,11 @@ static int fz_callback(struct btmmu_fault *f, void *opaque)
 		return BTMMU_FAULT_SLOW;
 	}
 	check_fault(t, f, a);
+	if (f->flags & BTMMU_FAULT_REPEATED) {
+		/* Going round in circles (btmmu_fault_fn(3)): the slow path. */
+		t->livelocks++;
+		return BTMMU_FAULT_SLOW;
+	}
 	r = btmmu_fault_resolved(f);
 	if (r != 0)
 		cb_fail(t, FUZZ_FAULT, "btmmu_fault_resolved() before any change", f->gva,
