@@ -2200,6 +2200,65 @@ static void t_atomic_split(void)
     CHECK_EQ("second page unchanged", 0, pat_diff(a, 30));
 }
 
+/* Split-lock RMWs on a dword one of whose pages holds code executed just
+ * before, elsewhere on the page.  The store invalidates only the translated
+ * code it overlaps (none), so the page stays a clean code page in QEMU
+ * (write-protected) and every store to it takes the softmmu path.  With
+ * -smp 2 and MTTCG, QEMU runs an atomic it cannot do natively (unaligned)
+ * alone in cpu_exec_step_atomic(), so the softmmu path is needed there
+ * (a livelock in the btmmu adapter once; QEMU_BTMMU_FALLBACK=never).
+ * Phase 0: code at the start of the first page, the dword's low half at its
+ * end; phase 1: the dword from a plain RAM page into a code page (code at
+ * 0x800 of the second page). */
+static void t_atomic_split_code(void)
+{
+    struct regs r;
+    uint64_t x;
+    for (int phase = 0; phase < 2; phase++) {
+        uintptr_t a, b;
+        setup_cross(&a, &b, PTE_URW, PTE_URW);
+        uint64_t cva = phase ? TV(1) + 0x800 : TV(0);
+        uint64_t va = TV(1) - 2;
+        uint32_t imm = 0xC0DE0 + (uint32_t)phase;
+        put_code(phase ? PH(a) + 0x800 : PH(b), imm);
+        PH(b)[PAGE - 2] = 0xFF; PH(b)[PAGE - 1] = 0xFF; PH(a)[0] = 0x11; PH(a)[1] = 0x22;
+        expect_ok(W("phase %d: exec", phase), exec_at(M_K, cva, &x));
+        CHECK_EQ(W("phase %d: code before", phase), imm, x);
+
+        regs_init(&r);
+        r.di = (ureg)va;
+        expect_ok(W("phase %d: split lock inc", phase), xrun(M_K, k_lockinc, &r));
+        CHECK_EQ(W("phase %d: split lock inc: memory", phase), 0x22120000,
+                 phys_val(b + PAGE - 2, 2) | phys_val(a, 2) << 16);
+        r.ax = 0x00030004;
+        expect_ok(W("phase %d: split lock xadd", phase), xrun(M_K, k_xadd, &r));
+        CHECK_EQ(W("phase %d: split lock xadd: old value", phase), 0x22120000, (uint32_t)L.r.ax);
+        CHECK_EQ(W("phase %d: split lock xadd: memory", phase), 0x22150004,
+                 phys_val(b + PAGE - 2, 2) | phys_val(a, 2) << 16);
+        regs_init(&r);
+        r.di = (ureg)va;
+        r.ax = 0x22150004;
+        r.cx = 0x5A5AA5A5;
+        expect_ok(W("phase %d: user split lock cmpxchg", phase), xrun(M_U, u_cmpxchg, &r));
+        CHECK_EQ(W("phase %d: user split lock cmpxchg: ZF", phase), FL_ZF, L.r.fl & FL_ZF);
+        CHECK_EQ(W("phase %d: user split lock cmpxchg: memory", phase), 0x5A5AA5A5,
+                 phys_val(b + PAGE - 2, 2) | phys_val(a, 2) << 16);
+#ifdef __x86_64__
+        /* compatibility mode: the 32-bit mmu_idx */
+        regs_init(&r);
+        r.di = (ureg)va;
+        r.ax = 0x01010101;
+        expect_ok(W("phase %d: compat split lock xadd", phase), xrun(M_K32, c_xadd, &r));
+        CHECK_EQ(W("phase %d: compat split lock xadd: old value", phase), 0x5A5AA5A5, (uint32_t)L.r.ax);
+        CHECK_EQ(W("phase %d: compat split lock xadd: memory", phase), 0x5B5BA6A6,
+                 phys_val(b + PAGE - 2, 2) | phys_val(a, 2) << 16);
+#endif
+        expect_ok(W("phase %d: exec", phase), exec_at(M_K, cva, &x));
+        CHECK_EQ(W("phase %d: code after", phase), imm, x);
+        CHECK_EQ(W("phase %d: code bytes", phase), imm, phys_val((phase ? a + 0x800 : b) + 1, 4));
+    }
+}
+
 static void t_atomic_alias(void)
 {
     uintptr_t f = frame_alloc();
@@ -2916,6 +2975,7 @@ static const struct test tests[] = {
     { "atomic_basic",            t_atomic_basic,            ALL },
     { "atomic_fault",            t_atomic_fault,            ALL },
     { "atomic_split_lock",       t_atomic_split,            ALL },
+    { "atomic_split_code_page",  t_atomic_split_code,       ALL },
     { "atomic_alias",            t_atomic_alias,            ALL },
     { "smep",                    t_smep,                    ALL },
     { "smap",                    t_smap,                    ALL },
