@@ -397,7 +397,8 @@ static void report_sigbus(siginfo_t *info)
  */
 #define STREAK_MAX 8
 
-static bool streak_back(uintptr_t pc, uintptr_t page)
+/* The same instruction, back on one of the streak's last two pages. */
+static bool streak_revisit(uintptr_t pc, uintptr_t page)
 {
 	return pc == tls.streak_pc && (page == tls.streak_page[0] || page == tls.streak_page[1]);
 }
@@ -405,7 +406,7 @@ static bool streak_back(uintptr_t pc, uintptr_t page)
 /* Before the callback: would one more RETRY here close the circle? */
 static bool going_round(uintptr_t pc, uintptr_t addr, unsigned page_shift)
 {
-	return streak_back(pc, addr >> page_shift) && tls.streak_back + 1 >= STREAK_MAX;
+	return streak_revisit(pc, addr >> page_shift) && tls.streak_back + 1 >= STREAK_MAX;
 }
 
 /* After a RETRY that made progress: extend the streak; true if it closed. */
@@ -420,7 +421,7 @@ static bool streak_retry(uintptr_t pc, uintptr_t addr, unsigned page_shift)
 		tls.streak_back = 0;
 		return false;
 	}
-	if (streak_back(pc, page) && ++tls.streak_back >= STREAK_MAX) {
+	if (streak_revisit(pc, page) && ++tls.streak_back >= STREAK_MAX) {
 		tls.streak_pc = 0;
 		return true;
 	}

@@ -121,7 +121,7 @@ struct btmmu_ram {
 /* ---- shadow entries: one host mapping unit of a region ---- */
 
 #define BTMMU__E_INSTALLED	0x1u
-#define BTMMU__E_NONUNIFORM	0x2u	/* sub-pages: gpa is no host-page frame of ram */
+#define BTMMU__E_BADFRAME	0x2u	/* sub-pages: gpa is no host-page frame of ram (never installable) */
 #define BTMMU__E_REF		0x4u	/* clock bit for eviction */
 #define BTMMU__E_FREE		0x8u
 #define BTMMU__E_PINNED		0x10u	/* being installed: not evictable */

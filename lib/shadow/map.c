@@ -246,7 +246,7 @@ static void map_subpages(struct mapper *m, uint64_t off, uint64_t bits, unsigned
 		 * or those that are were mapped elsewhere): this request's
 		 * frame is the unit's now.
 		 */
-		e->flags &= (uint8_t)~BTMMU__E_NONUNIFORM;
+		e->flags &= (uint8_t)~BTMMU__E_BADFRAME;
 		if (e->ram != ram) {
 			if (e->ram)
 				e->ram->users--;
@@ -257,13 +257,13 @@ static void map_subpages(struct mapper *m, uint64_t off, uint64_t bits, unsigned
 		e->match = bits;
 		if ((base & (us - 1)) || gpa < base || base < ram->gpa ||
 		    base - ram->gpa > ram->len - us)
-			e->flags |= BTMMU__E_NONUNIFORM;
+			e->flags |= BTMMU__E_BADFRAME;
 	} else {
 		e->match &= ~bits;
 	}
 	set_rights(ctx, e, bits, prot, global);
 	if (e->present != sp->sub_full || (e->present & ~e->match) ||
-	    (e->flags & BTMMU__E_NONUNIFORM)) {
+	    (e->flags & BTMMU__E_BADFRAME)) {
 		if (was) /* a page no longer fits: the host page must go */
 			btmmu__host_clear(ctx, m->r, off, us);
 		return;

@@ -49,6 +49,7 @@ unsigned btmmu__shadow_fault_flags(struct btmmu *ctx, struct btmmu__region *r, u
 	struct btmmu_space *sp = r->space;
 	uint64_t unit = UINT64_C(1) << sp->unit_shift;
 	struct btmmu__entry *e;
+	uint64_t granule = UINT64_C(1) << BTMMU_GRANULE_SHIFT;
 	unsigned flags = 0;
 	uint32_t ceil;
 
@@ -69,9 +70,8 @@ unsigned btmmu__shadow_fault_flags(struct btmmu *ctx, struct btmmu__region *r, u
 	if (e && (e->flags & BTMMU__E_INSTALLED)) {
 		flags |= BTMMU_FAULT_MAPPED;
 		/* The ceiling of the faulting KiB alone (btmmu_fault_fn(3)). */
-		uint64_t g = UINT64_C(1) << BTMMU_GRANULE_SHIFT;
-
-		ceil = btmmu__ram_ceiling(e->ram, (e->gpa + (off & (unit - 1))) & ~(g - 1), g);
+		ceil = btmmu__ram_ceiling(e->ram, (e->gpa + (off & (unit - 1))) & ~(granule - 1),
+					  granule);
 		if (!(ceil & access) && !(access == BTMMU_ACCESS_READ && (ceil & BTMMU_PROT_EXEC)))
 			flags |= BTMMU_FAULT_PROTECTED;
 	}
