@@ -157,7 +157,9 @@ def main(d):
     lines = []
     lines.append(f"{meta.get('qemu_version', '?')} ({meta.get('qemu')}), smp {meta.get('smp')}, size {meta.get('size')}, "
                  f"median of {meta.get('rounds')} rounds, kernel {meta.get('kernel')}")
-    lines.append(f"A: {meta.get('a_args')}")
+    a_qemu = meta.get('qemu_a')
+    a_bin = f"{a_qemu} " if a_qemu and a_qemu != meta.get('qemu') else ""
+    lines.append(f"A: {a_bin}{meta.get('a_args')}")
     lines.append(f"B: {meta.get('b_args')}")
     lines.append(f"U: {meta.get('user_qemu')} ({meta.get('user_qemu_version', '-')})")
     lines.append(f"host load average: start {meta.get('loadavg_start')}, end {meta.get('loadavg_end')}")

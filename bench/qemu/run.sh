@@ -18,6 +18,9 @@
 #   BENCH_MEM_ARGS   memory backend args, used by A and B alike; default
 #                    "-object memory-backend-memfd,id=btmmu-ram,size=512M,share=on
 #                     -machine memory-backend=btmmu-ram"
+#   BENCH_A_QEMU     system emulator for A only (default: BENCH_QEMU): an
+#                    older build as A, with BENCH_A_ACCEL=tcg,btmmu=on, gives
+#                    before/after ratios of the adapter in one run
 #   BENCH_A_ACCEL    accel option of A (default "tcg")
 #   BENCH_B_ACCEL    accel option of B (default "tcg,btmmu=on")
 #   BENCH_A_EXTRA, BENCH_B_EXTRA   further QEMU args (split on blanks)
@@ -68,6 +71,7 @@ BOOT_ROUNDS=${BOOT_ROUNDS:-$ROUNDS}
 [[ $BOOT_ROUNDS =~ ^[0-9]+$ ]] || usage
 
 MEM_ARGS=${BENCH_MEM_ARGS-"-object memory-backend-memfd,id=btmmu-ram,size=512M,share=on -machine memory-backend=btmmu-ram"}
+A_QEMU=${BENCH_A_QEMU:-$QEMU}
 A_ACCEL=${BENCH_A_ACCEL:-tcg}
 B_ACCEL=${BENCH_B_ACCEL:-tcg,btmmu=on}
 A_EXTRA=${BENCH_A_EXTRA:-}
@@ -82,6 +86,8 @@ B_ARGS=(-accel "$B_ACCEL" ${MEM[@]+"${MEM[@]}"} ${BX[@]+"${BX[@]}"})
 have() { if [[ $1 == */* ]]; then [[ -x $1 ]]; else command -v "$1" >/dev/null; fi; }
 have "$QEMU" || { lg_log "QEMU binary not found: $QEMU (skip)"; exit 77; }
 QEMU=$(command -v "$QEMU")
+have "$A_QEMU" || { lg_log "QEMU binary for A not found: $A_QEMU (skip)"; exit 77; }
+A_QEMU=$(command -v "$A_QEMU")
 if [[ $USER_QEMU != none ]]; then
     if have "$USER_QEMU"; then USER_QEMU=$(command -v "$USER_QEMU"); else
         lg_log "warning: user-mode emulator $USER_QEMU not found: no user-mode limit"
@@ -107,6 +113,7 @@ failures=0
 {
     printf 'date\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     printf 'qemu\t%s\n' "$QEMU"
+    printf 'qemu_a\t%s\n' "$A_QEMU"
     printf 'qemu_version\t%s\n' "$("$QEMU" --version | sed -n 1p)"
     printf 'user_qemu\t%s\n' "$USER_QEMU"
     if [[ $USER_QEMU != none ]]; then printf 'user_qemu_version\t%s\n' "$("$USER_QEMU" --version | sed -n 1p)"; fi
@@ -124,18 +131,18 @@ load=$(cut -d' ' -f1 /proc/loadavg)
 if awk -v l="$load" 'BEGIN{exit !(l > 0.5)}'; then
     lg_log "warning: host load average is $load: other work will add noise to the timings"
 fi
-lg_log "A: ${A_ARGS[*]}"
-lg_log "B: ${B_ARGS[*]}"
+lg_log "A: $A_QEMU ${A_ARGS[*]}"
+lg_log "B: $QEMU ${B_ARGS[*]}"
 lg_log "results in $OUT"
 
 system_run() { # system_run CONFIG ROUND WORKLOAD(or boot)
-    local cfg=$1 r=$2 w=$3 args sum rc=0 base
-    if [[ $cfg == A ]]; then args=("${A_ARGS[@]}"); else args=("${B_ARGS[@]}"); fi
+    local cfg=$1 r=$2 w=$3 args sum rc=0 base qemu=$QEMU
+    if [[ $cfg == A ]]; then args=("${A_ARGS[@]}") qemu=$A_QEMU; else args=("${B_ARGS[@]}"); fi
     base=$OUT/logs/$cfg-r$r-$w
-    "$LG/run.sh" "$QEMU" --smp "$SMP" --workload "$w" --size "$SIZE" --quiet \
+    "$LG/run.sh" "$qemu" --smp "$SMP" --workload "$w" --size "$SIZE" --quiet \
         --log "$base.log" --summary "$base.summary" -- "${args[@]}" >/dev/null 2>"$base.stderr" || rc=$?
     if ((rc == 77)); then # it existed when we started
-        lg_die "QEMU binary $QEMU disappeared during the benchmark (being rebuilt?)"
+        lg_die "QEMU binary $qemu disappeared during the benchmark (being rebuilt?)"
     fi
     if ((rc)); then
         failures=$((failures + 1))

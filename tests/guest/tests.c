@@ -2380,6 +2380,60 @@ static void t_mmio_apic(void)
     expect_pf("APIC alias unmapped", rd(M_K, TV(0) + 0x30, 4, &x), TV(0) + 0x30, 0);
 }
 
+/*
+ * Device polling: one load instruction reads MMIO (VGA text memory) over
+ * and over. Stock and btmmu must read the same values; btmmu must not pay
+ * a host fault per read (check-qemu counts them, QEMU_BTMMU_STATS).
+ */
+#define MMIO_POLL_READS 1000000u
+static void t_mmio_poll(void)
+{
+    volatile uint8_t *vga = (volatile uint8_t *)0xB8000u;
+    uint8_t save = vga[0xF10];
+    uint32_t sum = 0;
+
+    vga[0xF10] = 0x5A;
+    if (vga[0xF10] != 0x5A) {
+        vga[0xF10] = save;
+        test_skip("no VGA text memory at 0xB8000");
+        return;
+    }
+    for (uint32_t i = 0; i < MMIO_POLL_READS; i++) {
+        if (i == MMIO_POLL_READS / 2)
+            vga[0xF10] = 0x33;   /* the device's value changes half-way */
+        sum += vga[0xF10];
+    }
+    vga[0xF10] = save;
+    CHECK_EQ("sum of the polled MMIO byte", (MMIO_POLL_READS / 2) * (0x5Au + 0x33u), sum);
+}
+
+/*
+ * One instruction, two accesses: movsb from a RAM page to a page holding
+ * translated code (the store takes the notdirty path every time, as the
+ * code stays). Stock QEMU handles that store in its slow path without
+ * re-executing the instruction; a TCG plugin must see the load once per
+ * execution with btmmu too: check-qemu counts the loads from PLUGIN_VA's
+ * page (tests/qemu/plugin-count.c), btmmu on and off.
+ */
+#define PLUGIN_VA 0x6ABC0000ull
+#define PLUGIN_MOVS 1000u
+static void t_plugin_once(void)
+{
+    uintptr_t f = frame_alloc(), code = frame_alloc();
+
+    ((volatile uint8_t *)f)[0x10] = 0x77;
+    ((volatile uint8_t *)code)[0] = 0xC3;           /* ret */
+    ((void (*)(void))code)();                        /* a TB on the page */
+    map(PLUGIN_VA, f, PTE_RW);
+    for (uint32_t i = 0; i < PLUGIN_MOVS; i++) {
+        uintptr_t src = (uintptr_t)PLUGIN_VA + 0x10, dst = code + 0x800 + (i & 0xff);
+
+        __asm__ volatile("cld; movsb" : "+S"(src), "+D"(dst) : : "memory");
+    }
+    CHECK_EQ("byte moved next to code", 0x77, ((volatile uint8_t *)code)[0x8ff]);
+    ((void (*)(void))code)();                        /* the code is intact */
+}
+
 static void t_mmio_vga(void)
 {
     volatile uint8_t *vga = (volatile uint8_t *)0xB8000u;
@@ -2981,6 +3035,8 @@ static const struct test tests[] = {
     { "smap",                    t_smap,                    ALL },
     { "mmio_apic",               t_mmio_apic,               ALL },
     { "mmio_vga",                t_mmio_vga,                ALL },
+    { "mmio_poll",               t_mmio_poll,               ALL },
+    { "plugin_once",             t_plugin_once,             ALL },
     { "rom_bios",                t_rom,                     ALL },
     { "watchpoint",              t_watchpoint,              ALL },
     { "cross_page_store128_fault", t_cross_store128_fault,  ALL },
