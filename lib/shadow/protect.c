@@ -143,6 +143,15 @@ static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t p
 		changed = true;
 	}
 	n = changed ? apply_rights(ctx, ram, gpa, len) : 0;
+	/*
+	 * A region the reclaimer is tearing down without the lock keeps its
+	 * old mappings until that host call lands, and reapply() leaves its
+	 * entries alone: a stale base could still write what the ceiling now
+	 * denies. Take its whole window away here, ahead of the reclaimer
+	 * (the same call, harmless twice). Found by the differential fuzzer.
+	 */
+	if (changed && prot != BTMMU_PROT_RWX && ctx->tearing)
+		(void)btmmu__window_clear(ctx, ctx->tearing);
 	/* Entries split by differing rights may have used up the budget. */
 	btmmu__make_room(ctx, 0, 0);
 	btmmu__unlock(&ctx->lock);
