@@ -146,6 +146,7 @@ struct btmmu__entry {
 	uint8_t hprot;			/* host prot when npieces == 1 */
 	uint8_t flags;
 	uint8_t unit_shift;
+	uint8_t counted;		/* ctx->count_epoch when a protect counted it */
 };
 
 /* ---- the context ---- */
@@ -196,6 +197,7 @@ struct btmmu {
 	uint32_t capacity_from;		/* BTMMU_CAPACITY_*: how budget and pool were set */
 	uint64_t claimed;		/* share of budget_claimed (btmmu.c) */
 	uint64_t replaces;		/* regions replaced by host_clear() (shadow/window.c) */
+	uint8_t count_epoch;		/* per protect walk: entries it counted (shadow/protect.c) */
 	/* btmmu_protect() calls so far, bumped under lock (btmmu_unprotect_since()) */
 	_Atomic uint64_t protect_seq;
 

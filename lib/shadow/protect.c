@@ -17,6 +17,32 @@ static bool overlaps(const struct btmmu__entry *e, uint64_t gpa, uint64_t len)
 	return e->gpa < gpa + len && gpa < e->gpa + unit_size(e);
 }
 
+/*
+ * Count e as changed, once per walk: a walk that starts again (a region
+ * replaced under it) applies the rights of the entries it did already
+ * again, and a unit in pieces looks changed each time.
+ */
+static unsigned count_once(struct btmmu *ctx, struct btmmu__entry *e)
+{
+	if (e->counted == ctx->count_epoch)
+		return 0;
+	e->counted = ctx->count_epoch;
+	return 1;
+}
+
+/* A new walk: entries counted by earlier walks count again. */
+static void count_start(struct btmmu *ctx)
+{
+	uint32_t i;
+
+	if (++ctx->count_epoch)
+		return;
+	/* Wrapped: no entry may hold the new epoch from 256 walks ago. */
+	for (i = 0; i < ctx->npool; i++)
+		ctx->pool[i].counted = 0;
+	ctx->count_epoch = 1;
+}
+
 static unsigned reapply(struct btmmu *ctx, struct btmmu__entry *e)
 {
 	uint8_t old = e->hprot;
@@ -26,13 +52,17 @@ static unsigned reapply(struct btmmu *ctx, struct btmmu__entry *e)
 		return 0;
 	btmmu__mark_uninstalled(ctx, e);
 	if (btmmu__apply_runs(ctx, e, false, false)) {
+		unsigned n = count_once(ctx, e);
+
 		/* Rights unknown now: drop the entry, the next access faults. */
 		if (btmmu__host_clear(ctx, e->region, e->off, unit_size(e)))
 			btmmu__entry_unlink(ctx, e);
-		return 1;
+		return n;
 	}
 	btmmu__mark_installed(ctx, e);
-	return e->npieces != 1 || oldp != 1 || e->hprot != old;
+	if (e->npieces != 1 || oldp != 1 || e->hprot != old)
+		return count_once(ctx, e);
+	return 0;
 }
 
 /* Re-apply rights to every installed alias of [gpa, gpa+len) in ram. */
@@ -42,6 +72,7 @@ static unsigned apply_rights(struct btmmu *ctx, struct btmmu_ram *ram, uint64_t 
 	unsigned s, n = 0;
 	uint32_t i;
 
+	count_start(ctx);
 again:
 	/* A region replaced under us (host_clear) frees entries we walk: restart. */
 	replaced = ctx->replaces;
