@@ -84,12 +84,18 @@ struct btmmu__region {
 	struct cds_list_head retired;	/* ctx->retired while RETIRED */
 };
 
+#define BTMMU__LARGE_SLOTS 1024u	/* large-page records per space, a power of 2 */
+
 struct btmmu__view {
 	struct btmmu__region *ring;	/* space->nring regions */
 	struct btmmu__region *cur;
 	_Atomic uintptr_t base;
 	_Atomic uint64_t gen;
 	uint64_t fills;			/* entries installed, ever (under ctx->lock) */
+	/* Guest large pages the entries came from (shadow/largepage.c). */
+	uint64_t large_shifts;		/* bit s: records of 2^s-byte pages */
+	uint32_t large_n;		/* records of the view in space->large */
+	bool large_overflow;		/* one did not fit: unmap flushes the view */
 };
 
 struct btmmu_space {
@@ -102,6 +108,8 @@ struct btmmu_space {
 	uintptr_t *base_slots;
 	void *opaque;
 	atomic_int inflight;		/* fault dispatches using the space now */
+	uint64_t *large;		/* BTMMU__LARGE_SLOTS keys (shadow/largepage.c) */
+	uint32_t nlarge;
 	struct btmmu__view views[];
 };
 

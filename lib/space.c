@@ -104,7 +104,9 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 	sp = calloc(1, sizeof(*sp) + a.nviews * sizeof(sp->views[0]));
 	nreg = (size_t)a.nviews * a.ring;
 	regions = calloc(nreg, sizeof(*regions));
-	if (!sp || !regions) {
+	if (sp)
+		sp->large = calloc(BTMMU__LARGE_SLOTS, sizeof(*sp->large));
+	if (!sp || !regions || !sp->large) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
@@ -180,6 +182,8 @@ err_release:
 	release_regions(ctx, regions, nreg);
 err_free:
 	free(regions);
+	if (sp)
+		free(sp->large);
 	free(sp);
 	return ret;
 }
@@ -219,6 +223,7 @@ BTMMU_EXPORT int btmmu_space_destroy(struct btmmu_space *sp)
 
 	release_regions(ctx, regions, nreg);
 	free(regions);
+	free(sp->large);
 	free(sp);
 	return 0;
 }

@@ -290,6 +290,14 @@ static inline int btmmu_in_window(const struct btmmu_view_info *vi,
 /* btmmu_map_req.flags */
 #define BTMMU_MAP_GLOBAL	0x1u /* survives btmmu_flush(..., BTMMU_FLUSH_NONGLOBAL) */
 #define BTMMU_MAP_POPULATE	0x2u /* fill the host page tables now: for the page being accessed */
+/*
+ * The translation comes from a guest page of 2^shift bytes (a large page,
+ * shift above the space's page_shift and below va_bits) that holds the
+ * whole request: btmmu_unmap() of any part of that page removes every
+ * entry the view got from it. 0: the space's page (the default).
+ */
+#define BTMMU_MAP_PAGE_SHIFT(shift)	((uint32_t)(shift) << 8)
+#define BTMMU_MAP_PAGE_SHIFT_MASK	0x3f00u
 
 struct btmmu_map_req {
 	uint64_t gva;			/* guest VA, guest-page aligned */
@@ -313,7 +321,10 @@ int btmmu_map(struct btmmu_space *space, unsigned view,
 int btmmu_map_batch(struct btmmu_space *space, unsigned view,
 		    const struct btmmu_map_req *reqs, unsigned nreq,
 		    uint64_t gen);
-/* Remove the entries of [gva, gva+len) from every view in the mask. */
+/*
+ * Remove the entries of [gva, gva+len) from every view in the mask, and of
+ * every guest large page it touches (BTMMU_MAP_PAGE_SHIFT).
+ */
 int btmmu_unmap(struct btmmu_space *space, uint32_t views, uint64_t gva,
 		uint64_t len);
 

@@ -281,7 +281,9 @@ static int validate_req(const struct btmmu_space *sp, const struct btmmu_map_req
 {
 	uint64_t pm = (UINT64_C(1) << sp->page_shift) - 1;
 
-	if (q->flags & ~(BTMMU_MAP_GLOBAL | BTMMU_MAP_POPULATE))
+	unsigned shift = (q->flags & BTMMU_MAP_PAGE_SHIFT_MASK) >> 8;
+
+	if (q->flags & ~(BTMMU_MAP_GLOBAL | BTMMU_MAP_POPULATE | BTMMU_MAP_PAGE_SHIFT_MASK))
 		return -EINVAL;
 	if (!q->prot || (q->prot & ~BTMMU_PROT_RWX))
 		return -EINVAL;
@@ -291,6 +293,10 @@ static int validate_req(const struct btmmu_space *sp, const struct btmmu_map_req
 		return -ENXIO;
 	if (!btmmu__va_valid(sp, q->gva, q->len))
 		return -ERANGE;
+	/* A large page is larger than a page, smaller than the VA, and holds the request. */
+	if (shift && (shift < sp->page_shift || shift >= sp->va_bits ||
+		      (q->gva >> shift) != ((q->gva + q->len - 1) >> shift)))
+		return -EINVAL;
 	return 0;
 }
 
@@ -301,9 +307,13 @@ static void map_req(struct mapper *m, const struct btmmu_map_req *q, struct btmm
 	bool global = q->flags & BTMMU_MAP_GLOBAL;
 	uint64_t lo, hi, skip, off;
 
+	unsigned shift = (q->flags & BTMMU_MAP_PAGE_SHIFT_MASK) >> 8;
+
 	/* Outside the window the translated code's check takes the slow path. */
 	if (!btmmu__window_clip(sp, q->gva, q->len, &lo, &hi, &skip))
 		return;
+	if (shift > sp->page_shift)
+		btmmu__large_note(sp, (unsigned)(m->r->view - sp->views), q->gva, shift, global);
 	m->populate = q->flags & BTMMU_MAP_POPULATE;
 	if (sp->unit_shift == sp->page_shift) {
 		for (off = lo; off < hi; off += us)

@@ -10,6 +10,7 @@
  *   apply.c    giving an entry its host rights
  *   evict.c    making room: retired regions first, then clock eviction
  *   query.c    the dispatcher's questions
+ *   largepage.c  the guest large pages entries came from (for unmap)
  *   map.c      btmmu_map(), btmmu_map_batch()
  *   unmap.c    btmmu_unmap(), btmmu_flush(), btmmu_flush_all()
  *   protect.c  btmmu_protect(), btmmu_unprotect()
@@ -83,6 +84,12 @@ void btmmu__spans_reset(struct btmmu__region *r, bool global_too);
 
 /* window.c */
 bool btmmu__host_clear(struct btmmu *ctx, struct btmmu__region *r, uint64_t off, uint64_t len);
+
+/* largepage.c */
+void btmmu__large_note(struct btmmu_space *sp, unsigned v, uint64_t gva, unsigned shift,
+		       bool global);
+void btmmu__large_drop(struct btmmu_space *sp, unsigned v, bool nonglobal_only);
+bool btmmu__large_widen(struct btmmu_space *sp, unsigned v, uint64_t *gva, uint64_t *len);
 
 /* apply.c */
 int btmmu__apply_runs(struct btmmu *ctx, struct btmmu__entry *e, bool install, bool populate);

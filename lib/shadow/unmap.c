@@ -80,12 +80,36 @@ static unsigned unmap_region(struct btmmu *ctx, struct btmmu__region *r, uint64_
 	return n;
 }
 
+/*
+ * Unmap [gva, gva+len) from view v, widened to the large guest pages the
+ * view's entries there came from. Returns the entries removed.
+ */
+static uint64_t unmap_view(struct btmmu *ctx, struct btmmu_space *sp, unsigned v, uint64_t gva,
+			   uint64_t len)
+{
+	struct btmmu__region *r = sp->views[v].cur;
+	uint64_t lo, hi, skip, n;
+
+	if (!btmmu__large_widen(sp, v, &gva, &len)) {
+		/*
+		 * Its large pages did not all fit in the records: any entry may
+		 * be part of the page. Drop them all, in place (the base stays).
+		 */
+		n = r->nentries;
+		btmmu__region_drop_entries(ctx, r, -1);
+		btmmu__large_drop(sp, v, false);
+		return n;
+	}
+	if (!btmmu__window_clip(sp, gva, len, &lo, &hi, &skip))
+		return 0;
+	return unmap_region(ctx, r, lo, hi);
+}
+
 BTMMU_EXPORT int btmmu_unmap(struct btmmu_space *sp, uint32_t views, uint64_t gva, uint64_t len)
 {
-	uint64_t pm, lo = 0, hi = 0, skip;
 	struct btmmu *ctx;
-	unsigned v, n = 0;
-	bool inside;
+	unsigned v;
+	uint64_t pm, n = 0;
 
 	if (!sp || btmmu__check_views(sp, views))
 		return -EINVAL;
@@ -97,21 +121,19 @@ BTMMU_EXPORT int btmmu_unmap(struct btmmu_space *sp, uint32_t views, uint64_t gv
 	if (!btmmu__va_valid(sp, gva, len))
 		return -ERANGE;
 	ctx = sp->ctx;
-	inside = btmmu__window_clip(sp, gva, len, &lo, &hi, &skip);
 	if (btmmu__lock_mine(&ctx->lock))
 		return -EDEADLK;
 	for (v = 0; v < sp->nviews; v++) {
 		if (!(views & (UINT32_C(1) << v)))
 			continue;
-		if (inside)
-			n += unmap_region(ctx, sp->views[v].cur, lo, hi);
+		n += unmap_view(ctx, sp, v, gva, len);
 		bump_gen(&sp->views[v]);
 	}
 	/* Holes split merged mappings: back under the budget. */
 	btmmu__make_room(ctx, 0, 0);
 	btmmu__unlock(&ctx->lock);
 	btmmu__stat_add(&ctx->st.unmaps, n);
-	return (int)BTMMU_MIN(n, (unsigned)INT32_MAX);
+	return (int)BTMMU_MIN(n, (uint64_t)INT32_MAX);
 }
 
 /*
@@ -212,9 +234,11 @@ static void flush_space(struct btmmu *ctx, struct btmmu_space *sp, uint32_t view
 		if (flags & BTMMU_FLUSH_NONGLOBAL) {
 			if (sp->views[v].cur->nentries)
 				flush_nonglobal(ctx, sp->views[v].cur);
+			btmmu__large_drop(sp, v, true);
 			btmmu__stat_add(&ctx->st.flushes_nonglobal, 1);
 		} else {
 			*retired |= flush_full(ctx, sp, v);
+			btmmu__large_drop(sp, v, false);
 			btmmu__stat_add(&ctx->st.flushes, 1);
 		}
 		bump_gen(&sp->views[v]);

@@ -434,10 +434,12 @@ static void reqs_add(struct reqs *r, const struct fz_space *s, const struct fz_p
 		     uint32_t extra)
 {
 	struct btmmu_map_req *p = r->n ? &r->q[r->n - 1] : NULL;
-	uint32_t flags = (tab[i].global ? BTMMU_MAP_GLOBAL : 0) | extra;
+	unsigned ls = tab[i].lshift;
+	uint32_t flags = (tab[i].global ? BTMMU_MAP_GLOBAL : 0) | BTMMU_MAP_PAGE_SHIFT(ls) | extra;
 
 	if (p && p->gva + p->len == s->hot[i] && p->gpa + p->len == tab[i].gpa &&
-	    p->prot == tab[i].prot && p->flags == flags) {
+	    p->prot == tab[i].prot && p->flags == flags &&
+	    (!ls || (p->gva >> ls) == (s->hot[i] >> ls))) {
 		p->len += s->page;
 		return;
 	}
@@ -520,14 +522,19 @@ static int refill(struct fz_thread *t, struct btmmu_fault *f, struct fz_access *
 				(unsigned long long)-ret, r.n, a->use_gen);
 		else
 			t->enomem++;
+		/* Refused (ESTALE) before anything, or a host call failed after the records. */
+		for (k = 0; ret == -ENOMEM && k < (int)r.n; k++)
+			fz_large_note(s, f->view, &r.q[k]);
 		return BTMMU_FAULT_SLOW;
 	}
 	/*
 	 * The TLB holds these pages already; the library's record of a
 	 * sub-page unit (FUZZ_Q_STICKY) learns that they agree with it again.
 	 */
-	for (k = 0; k < (int)r.n; k++)
+	for (k = 0; k < (int)r.n; k++) {
+		fz_large_note(s, f->view, &r.q[k]);
 		fz_apply_map(&t->w, s, v->tlb, &r.q[k]);
+	}
 	if ((uint64_t)ret > hi || (a->exact && view_exact(t, v, evictions(t->run)) &&
 				   ev0 == evictions(t->run) && (uint64_t)ret < lo))
 		cb_fail(t, FUZZ_COUNT, "map from the callback: pages outside [lo, hi]", f->gva,
@@ -1916,7 +1923,7 @@ static void op_view(struct fz_thread *t, struct fz_op *o)
 static void make_req(struct fz_thread *t, struct fz_op *o, struct fz_space *s,
 		     struct btmmu_map_req *q, unsigned maxpages)
 {
-	unsigned z = pick(o, 8), idx = get16(o) % s->zone_n, n, mode = get8(o);
+	unsigned z = pick(o, 8), idx = get16(o) % s->zone_n, n, mode = get8(o), lsel;
 	struct fz_ram *r = live_ram(t, o);
 	uint64_t frames;
 
@@ -1935,6 +1942,16 @@ static void make_req(struct fz_thread *t, struct fz_op *o, struct fz_space *s,
 	q->len = (uint64_t)n * s->page;
 	q->prot = 1 + pick(o, 7);
 	q->flags = (mode & 1 ? BTMMU_MAP_GLOBAL : 0) | (mode & 2 ? BTMMU_MAP_POPULATE : 0);
+	lsel = get8(o);
+	if (lsel < 64) {
+		/* From a guest large page of 2 to 16 pages, which holds the request. */
+		unsigned ls = s->page_shift + 1 + lsel % 4;
+		uint64_t end = (q->gva | ((UINT64_C(1) << ls) - 1)) + 1;
+
+		q->flags |= BTMMU_MAP_PAGE_SHIFT(ls);
+		if (end - q->gva < q->len)
+			q->len = end - q->gva;
+	}
 	if (!r) {
 		q->gpa = UINT64_C(1) << 62;
 		return;
@@ -1967,6 +1984,8 @@ static int req_error(struct fz_thread *t, struct fz_space *s, const struct btmmu
 {
 	if (!fz_va_valid(s, q->gva, q->len))
 		return -ERANGE;
+	if (!fz_req_shift_ok(s, q))
+		return -EINVAL;
 	return 0;
 }
 
@@ -2082,6 +2101,7 @@ static void op_map(struct fz_thread *t, struct fz_op *o)
 		expect_ret(t, "btmmu_map", want, ret);
 	} else {
 		/* The translator's TLB holds the new entry whatever the host did. */
+		fz_large_note(s, view, &q);
 		fz_apply_map(&t->w, s, s->v[view].tlb, &q);
 		check_map_count(t, s, &s->v[view], &q, 1, ret, ev0);
 	}
@@ -2175,8 +2195,10 @@ static void op_map_batch(struct fz_thread *t, struct fz_op *o)
 					t->opidx, t->id, i, (unsigned long long)lo,
 					(unsigned long long)hi);
 		}
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
+			fz_large_note(s, view, &q[i]);
 			fz_apply_map(&t->w, s, s->v[view].tlb, &q[i]);
+		}
 		fz_count_map(&t->w, s, s->v[view].tlb, q, n, QUIRKS(t), &lo, &hi);
 		/* Either reading of the count is accepted; "in order" ones are noted. */
 		if (ret >= 0 && ((uint64_t)ret > hi || (uint64_t)ret < lo) &&
@@ -2244,8 +2266,16 @@ static void op_unmap(struct fz_thread *t, struct fz_op *o)
 	for (v = 0; v < s->nviews; v++) {
 		if (!(views & (1u << v)))
 			continue;
+		uint64_t wgva = gva, wlen = len;
+
 		exact &= view_exact(t, &s->v[v], ev0);
-		n += fz_apply_unmap(s, s->v[v].tlb, gva, len, &b);
+		/* Widened to the large pages it touches, or everything (records overflowed). */
+		if (!fz_large_widen(s, v, &wgva, &wlen)) {
+			wgva = 0;
+			wlen = UINT64_MAX;
+			fz_large_drop(s, v, false);
+		}
+		n += fz_apply_unmap(s, s->v[v].tlb, wgva, wlen, &b);
 		nb += b;
 		ghost |= s->v[v].ghost && (QUIRKS(t) & FUZZ_Q_STICKY);
 	}
@@ -2346,10 +2376,13 @@ static void op_flush(struct fz_thread *t, struct fz_op *o)
 			if (base != s->v[v].base)
 				fail(t, FUZZ_BASE, "view %u's base changed by %s", v,
 				     flags ? "a non-global flush" : "a flush of other views");
-			if (views & (1u << v))
+			if (views & (1u << v)) {
 				fz_apply_nonglobal(s, s->v[v].tlb);
+				fz_large_drop(s, v, true);
+			}
 			continue;
 		}
+		fz_large_drop(s, v, false);
 		after_full_flush(t, s, v, before[v], exact[v] && ev == ev0, ev);
 	}
 	check_gen_grew(t, s, views, "btmmu_flush");
@@ -2547,6 +2580,7 @@ static void bad_map(struct fz_thread *t, struct fz_op *o, struct fz_space *s, un
 	uint64_t gen;
 
 	make_req(t, o, s, &q, 16);
+	q.flags &= ~BTMMU_MAP_PAGE_SHIFT_MASK; /* the defects below change the range */
 	r = fz_ram_find(&t->w, q.gpa, q.len);
 	if (!r || !fz_va_valid(s, q.gva, q.len))
 		return; /* start from a valid request */
@@ -2561,8 +2595,9 @@ static void bad_map(struct fz_thread *t, struct fz_op *o, struct fz_space *s, un
 		want = -EFAULT;
 		ret = btmmu_map(s->h, view, NULL);
 		goto check;
-	case 3:
-		q.flags |= 4u << pick(o, 30);
+	case 3: /* an unknown bit: 2..7 or 14..31 (8..13 are the large page's shift) */
+		k = pick(o, 24);
+		q.flags |= 1u << (k < 6 ? 2 + k : 8 + k);
 		break;
 	case 4:
 		q.prot = 0;
@@ -2676,6 +2711,23 @@ static void bad_map(struct fz_thread *t, struct fz_op *o, struct fz_space *s, un
 		}
 		ret = btmmu_map_batch(s->h, view, q2, 3, gen);
 		goto check;
+	case 22: /* a large page smaller than the page, not smaller than the VA, or not holding the request */
+		k = pick(o, 3);
+		if (k == 0 && s->page_shift > BTMMU_MIN_PAGE_SHIFT) {
+			q.flags |= BTMMU_MAP_PAGE_SHIFT(s->page_shift - 1 -
+							pick(o, s->page_shift - BTMMU_MIN_PAGE_SHIFT));
+		} else if (k == 1 && s->va_bits < 64) {
+			q.flags |= BTMMU_MAP_PAGE_SHIFT(s->va_bits + pick(o, 64 - s->va_bits));
+		} else {
+			unsigned ls = s->page_shift + 1 + pick(o, 3);
+
+			q.gva = (q.gva | ((UINT64_C(1) << ls) - 1)) + 1 - s->page;
+			q.len = 2 * s->page;
+			q.flags |= BTMMU_MAP_PAGE_SHIFT(ls);
+			if (!fz_va_valid(s, q.gva, q.len) || !fz_ram_find(&t->w, q.gpa, q.len))
+				return;
+		}
+		break;
 	default: /* view past BTMMU_MAX_VIEWS */
 		view = BTMMU_MAX_VIEWS + pick(o, 200);
 		ret = btmmu_map_batch(s->h, view, &q, 1, 0);
@@ -3051,7 +3103,7 @@ static void op_bad(struct fz_thread *t, struct fz_op *o)
 		bad_unmap_flush(t, o, s, pick(o, 12));
 		return;
 	}
-	bad_map(t, o, s, pick(o, 23));
+	bad_map(t, o, s, pick(o, 24));
 }
 
 /* ------------------------------------------------------------------ */
@@ -3177,9 +3229,11 @@ static void op_flush_all(struct fz_thread *t0)
 
 			if (!s->live)
 				continue;
-			for (v = 0; v < s->nviews; v++)
+			for (v = 0; v < s->nviews; v++) {
+				fz_large_drop(s, v, false);
 				after_full_flush(t0, s, v, before[i][k][v],
 						 exact[i][k][v] && ev == ev0, ev);
+			}
 			check_gen_grew(t0, s, (1u << s->nviews) - 1, "btmmu_flush_all");
 		}
 	}

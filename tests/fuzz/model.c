@@ -334,6 +334,7 @@ void fz_apply_map(struct fz_world *w, struct fz_space *s, struct fz_pte *tab,
 				tab[i].gpa = q->gpa + off;
 				tab[i].prot = (uint8_t)q->prot;
 				tab[i].global = !!(q->flags & BTMMU_MAP_GLOBAL);
+				tab[i].lshift = (uint8_t)fz_req_shift(s, q);
 			}
 		}
 	}
@@ -456,4 +457,103 @@ unsigned fz_count_units_gpa(struct fz_world *w, const struct fz_space *s, const 
 			i++;
 	}
 	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest large pages (BTMMU_MAP_PAGE_SHIFT, btmmu_map(3), btmmu_unmap(3)) */
+/* ------------------------------------------------------------------ */
+
+unsigned fz_req_shift(const struct fz_space *s, const struct btmmu_map_req *q)
+{
+	unsigned shift = (q->flags & BTMMU_MAP_PAGE_SHIFT_MASK) >> 8;
+
+	return shift > s->page_shift ? shift : 0;
+}
+
+/* 0 or the page's size, or more than the page, less than the VA, holding the request. */
+bool fz_req_shift_ok(const struct fz_space *s, const struct btmmu_map_req *q)
+{
+	unsigned shift = (q->flags & BTMMU_MAP_PAGE_SHIFT_MASK) >> 8;
+
+	if (!shift || shift == s->page_shift)
+		return true;
+	return shift > s->page_shift && shift < s->va_bits &&
+	       (q->gva >> shift) == ((q->gva + q->len - 1) >> shift);
+}
+
+/* The space's order of addresses, as unsigned numbers: signed when it sign-extends. */
+static uint64_t order_flip(const struct fz_space *s)
+{
+	return (s->flags & BTMMU_SPACE_SIGN_EXTEND) ? UINT64_C(1) << 63 : 0;
+}
+
+void fz_large_note(struct fz_space *s, unsigned view, const struct btmmu_map_req *q)
+{
+	unsigned shift = fz_req_shift(s, q), i;
+	uint8_t global = !!(q->flags & BTMMU_MAP_GLOBAL);
+	uint64_t page;
+
+	/* Only a request that meets the window installs anything, or records. */
+	if (!shift || !(q->gva - s->window_gva < s->wsize || s->window_gva - q->gva < q->len))
+		return;
+	if (s->large_over[view])
+		return;
+	page = q->gva & ~((UINT64_C(1) << shift) - 1);
+	for (i = 0; i < s->nlarge; i++) {
+		const struct fz_large *l = &s->large[i];
+
+		if (l->view == view && l->page == page && l->shift == shift && l->global == global)
+			return;
+	}
+	if (s->nlarge == FZ_MAX_LARGE) {
+		s->large_over[view] = 1;
+		return;
+	}
+	s->large[s->nlarge++] = (struct fz_large){
+		.page = page, .view = (uint8_t)view, .shift = (uint8_t)shift, .global = global
+	};
+}
+
+bool fz_large_widen(struct fz_space *s, unsigned view, uint64_t *gva, uint64_t *len)
+{
+	uint64_t f = order_flip(s), lo = *gva ^ f, last = lo + *len - 1;
+	bool grew;
+	unsigned i;
+
+	if (s->large_over[view])
+		return false;
+	do {
+		grew = false;
+		for (i = 0; i < s->nlarge;) {
+			const struct fz_large *l = &s->large[i];
+			uint64_t plo = l->page ^ f, plast = plo + ((UINT64_C(1) << l->shift) - 1);
+
+			if (l->view != view || plast < lo || plo > last) {
+				i++;
+				continue;
+			}
+			if (plo < lo || plast > last)
+				grew = true;
+			lo = plo < lo ? plo : lo;
+			last = plast > last ? plast : last;
+			s->large[i] = s->large[--s->nlarge];
+		}
+	} while (grew);
+	*gva = lo ^ f;
+	*len = last - lo + 1;
+	return true;
+}
+
+void fz_large_drop(struct fz_space *s, unsigned view, bool nonglobal_only)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nlarge;) {
+		if (s->large[i].view == view && !(nonglobal_only && s->large[i].global))
+			s->large[i] = s->large[--s->nlarge];
+		else
+			i++;
+	}
+	if (!nonglobal_only)
+		s->large_over[view] = 0;
 }

@@ -35,6 +35,7 @@
 #define FZ_NZONE 4				/* hot zones per space */
 #define FZ_NSNAP (BTMMU_MAX_RING - 1 < 3 ? BTMMU_MAX_RING - 1 : 3) /* retired regions per view */
 #define FZ_MAX_HOT 1024				/* hot pages per space */
+#define FZ_MAX_LARGE 768			/* large-page records per space (btmmu_map(3)) */
 #define FZ_SLOT (UINT64_C(4) << 20)		/* RAM slot spacing and largest RAM */
 #define FZ_FILE (FZ_SLOT + (UINT64_C(1) << 20))	/* our memfds: room for an offset */
 #define FZ_GRANULE UINT64_C(1024)
@@ -57,6 +58,7 @@ struct fz_pte {
 	uint8_t sticky;
 	uint8_t eram;
 	uint8_t match;	/* this page agrees with the unit's ebase/eram (library's record) */
+	uint8_t lshift;	/* from a guest large page of 2^lshift bytes (BTMMU_MAP_PAGE_SHIFT), or 0 */
 	uint64_t ebase;
 };
 
@@ -103,6 +105,17 @@ struct fz_space {
 	unsigned zone_n;		/* pages per zone */
 	unsigned nhot;
 	uint64_t hot[FZ_MAX_HOT];	/* sorted page gvas inside the window */
+	/*
+	 * The large pages the library records (btmmu_map(3)): per space at
+	 * most FZ_MAX_LARGE, keyed by view, page, size and global bit; a view
+	 * whose page did not fit has its next unmap remove all its entries.
+	 */
+	struct fz_large {
+		uint64_t page;
+		uint8_t view, shift, global;
+	} large[FZ_MAX_LARGE];
+	unsigned nlarge;
+	uint8_t large_over[FZ_NVIEWS];
 	struct fz_view v[FZ_NVIEWS];
 };
 
@@ -163,6 +176,19 @@ void fz_apply_map(struct fz_world *w, struct fz_space *s, struct fz_pte *tab,
 unsigned fz_apply_unmap(struct fz_space *s, struct fz_pte *tab, uint64_t gva, uint64_t len,
 			unsigned *bound);
 void fz_apply_nonglobal(struct fz_space *s, struct fz_pte *tab);
+/* The large page of a request (0: none) and whether the request may carry it. */
+unsigned fz_req_shift(const struct fz_space *s, const struct btmmu_map_req *q);
+bool fz_req_shift_ok(const struct fz_space *s, const struct btmmu_map_req *q);
+/* btmmu_map(3) accepted q for the view: record its large page. */
+void fz_large_note(struct fz_space *s, unsigned view, const struct btmmu_map_req *q);
+/*
+ * btmmu_unmap(3) of [*gva, *gva + *len) in the view: widened to the
+ * recorded large pages it touches. False: the view's records overflowed,
+ * every entry of the view goes.
+ */
+bool fz_large_widen(struct fz_space *s, unsigned view, uint64_t *gva, uint64_t *len);
+/* btmmu_flush(3) of the view: its records go (the non-global ones only, for NONGLOBAL). */
+void fz_large_drop(struct fz_space *s, unsigned view, bool nonglobal_only);
 unsigned fz_count_present(const struct fz_space *s, const struct fz_pte *tab);
 /*
  * Pages of the requests directly accessible now: lo counts pages of

@@ -824,6 +824,159 @@ START_TEST(guard_past_window_end)
 }
 END_TEST
 
+/*
+ * Guest large pages (BTMMU_MAP_PAGE_SHIFT): an invalidation of any address
+ * in the page drops every entry the view got from it, as a guest TLB drops
+ * the whole translation of a large page (x86 INVLPG).
+ */
+#define LP(shift) BTMMU_MAP_PAGE_SHIFT(shift)
+
+/*
+ * No record is left of the large page at gva: an ordinary entry mapped
+ * there stays when another address of the page is unmapped.
+ */
+static void expect_no_record(uint64_t gva, uint64_t gpa, uint64_t other)
+{
+	uint32_t v;
+
+	ck_assert_int_eq(fx_map(0, gva, gpa, 4096, R, 0), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, other, 4096), 0);
+	ck_assert_int_eq(ld(0, gva, &v), 0);
+}
+
+START_TEST(large_page_unmap_drops_whole_page)
+{
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	/* Two 4 KiB pieces of the 4 MiB page at 4M, an ordinary page at 8M. */
+	ck_assert_int_eq(fx_map(0, 0x401000, 0x1000, 4096, R, LP(22)), 1);
+	ck_assert_int_eq(fx_map(0, 0x7ff000, 0x2000, 4096, R, LP(22)), 1);
+	ck_assert_int_eq(fx_map(0, 0x800000, 0x3000, 4096, R, 0), 1);
+	ck_assert_int_eq(fx_map(1, 0x401000, 0x1000, 4096, R, 0), 1);
+	/* Invalidate an address of the page that has no entry. */
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 3, 0x405000, 4096), 2);
+	ck_assert_int_eq(ld(0, 0x401000, &v), 1);
+	ck_assert_int_eq(ld(0, 0x7ff000, &v), 1);
+	ck_assert_int_eq(ld(0, 0x800000, &v), 0);
+	/* View 1 got the page as an ordinary one: only the range goes there. */
+	ck_assert_int_eq(ld(1, 0x401000, &v), 0);
+	ck_assert_uint_eq(fx_stats().live_entries, 2);
+	/* The record went with the page. */
+	expect_no_record(0x401000, 0x1000, 0x405000);
+}
+END_TEST
+
+/*
+ * The QEMU case (issue 17, item 4): the global entries of a 4 MiB page
+ * survive an address-space switch (non-global flush); an INVLPG of another
+ * address of the page must still drop them.
+ */
+START_TEST(large_page_global_survives_switch_not_invlpg)
+{
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(fx_map(0, 0x400000, 0x1000, 2 * 4096, R, LP(22) | BTMMU_MAP_GLOBAL), 2);
+	ck_assert_int_eq(fx_map(0, 0xc00000, 0x4000, 4096, R, LP(22)), 1);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, BTMMU_FLUSH_NONGLOBAL), 0);
+	ck_assert_int_eq(ld(0, 0x401000, &v), 0);
+	ck_assert_int_eq(ld(0, 0xc00000, &v), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x7ff000, 4096), 2);
+	ck_assert_int_eq(ld(0, 0x400000, &v), 1);
+	ck_assert_int_eq(ld(0, 0x401000, &v), 1);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	/* The non-global page's record went with the flush. */
+	expect_no_record(0xc00000, 0x4000, 0xc01000);
+	/* A full flush forgets every record. */
+	ck_assert_int_eq(fx_map(0, 0x400000, 0x1000, 4096, R, LP(22) | BTMMU_MAP_GLOBAL), 1);
+	ck_assert_int_eq(btmmu_flush(fx.sp, 1, 0), 0);
+	expect_no_record(0x400000, 0x1000, 0x401000);
+}
+END_TEST
+
+/* Pages of several sizes touching each other: the widening goes on. */
+START_TEST(large_page_chain_of_sizes)
+{
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	/* A 2 MiB page at 6M, and a 4 MiB one at 8M; a range touching both. */
+	ck_assert_int_eq(fx_map(0, 0x600000, 0x1000, 4096, R, LP(21)), 1);
+	ck_assert_int_eq(fx_map(0, 0xbff000, 0x2000, 4096, R, LP(22)), 1);
+	ck_assert_int_eq(fx_map(0, 0xc00000, 0x3000, 4096, R, LP(22)), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x7ff000, 2 * 4096), 2);
+	ck_assert_int_eq(ld(0, 0x600000, &v), 1);
+	ck_assert_int_eq(ld(0, 0xbff000, &v), 1);
+	ck_assert_int_eq(ld(0, 0xc00000, &v), 0); /* the next 4 MiB page */
+}
+END_TEST
+
+START_TEST(large_page_validation)
+{
+	/* Smaller than the page, as large as the VA, a request past the page. */
+	expect_map_err(0x400000, 0x1000, 4096, R, LP(11), -EINVAL);
+	expect_map_err(0x400000, 0x1000, 4096, R, LP(32), -EINVAL);
+	expect_map_err(0x400000, 0x1000, 4096, R, LP(63), -EINVAL);
+	expect_map_err(0x5ff000, 0x1000, 2 * 4096, R, LP(21), -EINVAL);
+	/* The page's own size is an ordinary page. */
+	ck_assert_int_eq(fx_map(0, 0x400000, 0x1000, 4096, R, LP(12)), 1);
+	ck_assert_int_eq(fx_map(0, 0x200000, 0x1000, 2 << 20, R, LP(21)), 512);
+}
+END_TEST
+
+/*
+ * More large pages than the records hold: the view's next unmap drops all
+ * its entries (in place: the base stays), since any may be part of the
+ * page; the other view keeps its own.
+ */
+START_TEST(large_page_records_overflow)
+{
+	uintptr_t base = fx_base(0);
+	unsigned i, n = 1024;
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(fx_map(0, (uint64_t)i << 13, (uint64_t)i << 12, 4096, R, LP(13)), 1);
+	ck_assert_int_eq(fx_map(0, 0x4000000, 0x1000, 4096, R, 0), 1);
+	ck_assert_int_eq(fx_map(1, 0x4000000, 0x1000, 4096, R, 0), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 3, 0x8000000, 4096), (int)n + 1);
+	ck_assert_uint_eq(fx_base(0), base);
+	ck_assert_int_eq(ld(0, 0, &v), 1);
+	ck_assert_int_eq(ld(0, (uint64_t)(n - 1) << 13, &v), 1);
+	ck_assert_int_eq(ld(0, 0x4000000, &v), 1);
+	ck_assert_int_eq(ld(1, 0x4000000, &v), 0);
+	/* Records start afresh. */
+	ck_assert_int_eq(fx_map(0, 0x4000000, 0x1000, 4096, R, 0), 1);
+	ck_assert_int_eq(fx_map(0, 0x2000, 0x1000, 4096, R, LP(13)), 1);
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x3000, 4096), 1);
+	ck_assert_int_eq(ld(0, 0x4000000, &v), 0);
+}
+END_TEST
+
+/* Sign-extended: the last page below 0 and the first above are neighbours. */
+START_TEST(large_page_sign_extended)
+{
+	uint64_t top = UINT64_C(0xffffffffffe00000);
+	uint32_t v;
+
+	fx_close();
+	fx_open(0, 0);
+	fx_space(32, 12, BTMMU_SPACE_SIGN_EXTEND);
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(fx_map(0, top + 0x1000, 0x1000, 4096, R, LP(21)), 1);
+	ck_assert_int_eq(fx_map(0, top + 0x1ff000, 0x2000, 4096, R, LP(21)), 1);
+	ck_assert_int_eq(fx_map(0, 0, 0x3000, 4096, R, LP(21)), 1);
+	ck_assert_int_eq(fx_map(0, 0x200000, 0x4000, 4096, R, LP(21)), 1);
+	/* [-4096, 4096): both 2 MiB pages around 0, not the one at 2M. */
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, UINT64_C(0xfffffffffffff000), 2 * 4096), 3);
+	ck_assert_int_eq(ld(0, top + 0x1000, &v), 1);
+	ck_assert_int_eq(ld(0, 0, &v), 1);
+	ck_assert_int_eq(ld(0, 0x200000, &v), 0);
+}
+END_TEST
+
 static Suite *map_suite(void)
 {
 	Suite *s = suite_create("map");
@@ -883,6 +1036,16 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, ring_exhaustion);
 	tcase_add_test(tc, ring_of_one);
 	tcase_add_test(tc, background_reclaim);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("large_page");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, large_page_unmap_drops_whole_page);
+	tcase_add_test(tc, large_page_global_survives_switch_not_invlpg);
+	tcase_add_test(tc, large_page_chain_of_sizes);
+	tcase_add_test(tc, large_page_validation);
+	tcase_add_test(tc, large_page_records_overflow);
+	tcase_add_test(tc, large_page_sign_extended);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("subpage");
