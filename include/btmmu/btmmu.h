@@ -322,6 +322,31 @@ int btmmu_map_batch(struct btmmu_space *space, unsigned view,
 		    const struct btmmu_map_req *reqs, unsigned nreq,
 		    uint64_t gen);
 /*
+ * Fault-around. The translator's answer for one neighbour page at gva:
+ * fill req->gpa, ->prot, ->flags (gva and len are set) and return 1 to
+ * install it, 0 to leave it out (not present, not accessed yet, device
+ * memory...), a negative errno to stop. Called without any lock held.
+ */
+typedef int (*btmmu_around_fn)(void *opaque, uint64_t gva, struct btmmu_map_req *req);
+
+struct btmmu_around_args {
+	size_t size;			/* sizeof(struct btmmu_around_args) */
+	uint64_t group;			/* bytes: a power of 2, 1 to 1024 guest pages */
+	btmmu_around_fn fn;
+	void *opaque;
+	uint32_t flags;			/* none defined yet: 0 */
+};
+
+/*
+ * Install req, and the pages of the aligned group around req->gva that the
+ * view does not hold yet and fn translates, in batches checked against
+ * gen as btmmu_map_batch() does. Returns the pages now directly accessible.
+ */
+int btmmu_map_around(struct btmmu_space *space, unsigned view,
+		     const struct btmmu_map_req *req, const struct btmmu_around_args *args,
+		     uint64_t gen);
+
+/*
  * Remove the entries of [gva, gva+len) from every view in the mask, and of
  * every guest large page it touches (BTMMU_MAP_PAGE_SHIFT).
  */

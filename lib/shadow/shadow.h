@@ -12,6 +12,7 @@
  *   query.c    the dispatcher's questions
  *   largepage.c  the guest large pages entries came from (for unmap)
  *   map.c      btmmu_map(), btmmu_map_batch()
+ *   around.c   btmmu_map_around(): fault-around, through map.c
  *   unmap.c    btmmu_unmap(), btmmu_flush(), btmmu_flush_all()
  *   protect.c  btmmu_protect(), btmmu_unprotect()
  *

@@ -977,6 +977,162 @@ START_TEST(large_page_sign_extended)
 }
 END_TEST
 
+/* ---- btmmu_map_around(): fault-around ---- */
+
+static struct {
+	unsigned calls, stop_at;
+	uint64_t hole;		/* a page the "guest" has not made present */
+	uint32_t flags;		/* passed on in each answer */
+	uint64_t seen[64];
+} ar;
+
+/* The translator: gva -> gpa = gva - 0x100000, RW, but for ar.hole. */
+static int around_fn(void *opaque, uint64_t gva, struct btmmu_map_req *q)
+{
+	ck_assert_ptr_eq(opaque, &ar);
+	ck_assert_uint_eq(q->len, 4096);
+	ck_assert_uint_eq(q->gva, gva);
+	if (ar.calls < 64)
+		ar.seen[ar.calls] = gva;
+	if (++ar.calls == ar.stop_at)
+		return -EIO;
+	if (gva == ar.hole)
+		return 0;
+	q->gpa = gva - 0x100000;
+	q->prot = RW;
+	q->flags = ar.flags;
+	return 1;
+}
+
+static int around(uint64_t gva, uint64_t group, uint64_t gen)
+{
+	struct btmmu_map_req q = { .gva = gva, .gpa = gva - 0x100000, .len = 4096, .prot = RW,
+				   .flags = BTMMU_MAP_POPULATE };
+	struct btmmu_around_args a = { .size = sizeof(a), .group = group, .fn = around_fn,
+				       .opaque = &ar };
+
+	return btmmu_map_around(fx.sp, 0, &q, &a, gen);
+}
+
+START_TEST(around_installs_translated_neighbours)
+{
+	unsigned i;
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	memset(&ar, 0, sizeof(ar));
+	ar.hole = 0x107000;
+	set_ram32(0x2000, 0x1234);
+	ck_assert_int_eq(around(0x105000, 16 * 4096, 0), 15);
+	ck_assert_uint_eq(ar.calls, 15); /* every page of the group but the faulting one */
+	for (i = 0; i < 16; i++)
+		ck_assert_int_eq(ld(0, 0x100000 + i * 4096, &v), i == 7);
+	ck_assert_int_eq(ld(0, 0x102000, &v), 0);
+	ck_assert_uint_eq(v, 0x1234);
+	ck_assert_int_eq(ld(0, 0x110000, &v), 1); /* the next group */
+	/* Adjacent pages went in a few host calls, not one each. */
+	ck_assert_uint_le(fx_stats().install_calls, 4);
+}
+END_TEST
+
+/* Pages the view holds already are not asked for again. */
+START_TEST(around_skips_what_the_view_holds)
+{
+	unsigned i;
+
+	fx.policy = FX_SLOW;
+	memset(&ar, 0, sizeof(ar));
+	ck_assert_int_eq(fx_map(0, 0x100000, 0, 4 * 4096, R, 0), 4);
+	ck_assert_int_eq(around(0x108000, 16 * 4096, 0), 12);
+	ck_assert_uint_eq(ar.calls, 11);
+	for (i = 0; i < ar.calls; i++)
+		ck_assert(ar.seen[i] >= 0x104000 && ar.seen[i] != 0x108000);
+}
+END_TEST
+
+/* The callback stops the walk: what it answered before goes in. */
+START_TEST(around_callback_stops)
+{
+	uint32_t v;
+
+	fx.policy = FX_SLOW;
+	memset(&ar, 0, sizeof(ar));
+	ar.stop_at = 3;
+	ck_assert_int_eq(around(0x100000, 16 * 4096, 0), 3);
+	ck_assert_int_eq(ld(0, 0x102000, &v), 0);
+	ck_assert_int_eq(ld(0, 0x103000, &v), 1);
+}
+END_TEST
+
+/* Answers from one large page each coalesce within it, never across. */
+START_TEST(around_large_pages)
+{
+	fx.policy = FX_SLOW;
+	memset(&ar, 0, sizeof(ar));
+	ar.flags = BTMMU_MAP_PAGE_SHIFT(16);
+	ck_assert_int_eq(around(0x100000, 32 * 4096, 0), 32);
+	ck_assert_uint_eq(ar.calls, 31);
+	/* The records work: unmapping one page drops its 64 KiB page. */
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x112000, 4096), 16);
+}
+END_TEST
+
+/* A stale generation refuses the faulting page and asks for nothing. */
+START_TEST(around_stale_gen)
+{
+	struct btmmu_view_info vi = { .size = sizeof(vi) };
+	uint64_t gen;
+
+	memset(&ar, 0, sizeof(ar));
+	ck_assert_int_eq(btmmu_view_info(fx.sp, 0, &vi), 0);
+	gen = vi.gen;
+	ck_assert_int_eq(btmmu_unmap(fx.sp, 1, 0x500000, 4096), 0);
+	ck_assert_int_eq(around(0x100000, 16 * 4096, gen), -ESTALE);
+	ck_assert_uint_eq(ar.calls, 0);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+}
+END_TEST
+
+START_TEST(around_validation)
+{
+	struct btmmu_map_req q = { .gva = 0x100000, .gpa = 0, .len = 4096, .prot = R };
+	struct btmmu_around_args a = { .size = sizeof(a), .group = 16 * 4096, .fn = around_fn,
+				       .opaque = &ar };
+	struct btmmu_around_args bad;
+	struct {
+		struct btmmu_around_args a;
+		uint64_t more;
+	} big = { .a = a, .more = 1 };
+
+	memset(&ar, 0, sizeof(ar));
+	ck_assert_int_eq(btmmu_map_around(NULL, 0, &q, &a, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 2, &q, &a, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, NULL, &a, 0), -EFAULT);
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, NULL, 0), -EFAULT);
+	bad = a, bad.group = 3 * 4096;
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &bad, 0), -EINVAL);
+	bad = a, bad.group = 2048;
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &bad, 0), -EINVAL);
+	bad = a, bad.group = 2048 * 4096;
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &bad, 0), -EINVAL);
+	bad = a, bad.fn = NULL;
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &bad, 0), -EINVAL);
+	bad = a, bad.flags = 1;
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &bad, 0), -EINVAL);
+	big.a.size = sizeof(big);
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &big.a, 0), -E2BIG);
+	q.prot = 0; /* the faulting request is checked as btmmu_map_batch() does */
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &a, 0), -EINVAL);
+	ck_assert_uint_eq(ar.calls, 0);
+	ck_assert_uint_eq(fx_stats().live_entries, 0);
+	/* A group of one page is the request alone. */
+	q.prot = R;
+	bad = a, bad.group = 4096;
+	ck_assert_int_eq(btmmu_map_around(fx.sp, 0, &q, &bad, 0), 1);
+	ck_assert_uint_eq(ar.calls, 0);
+}
+END_TEST
+
 static Suite *map_suite(void)
 {
 	Suite *s = suite_create("map");
@@ -1046,6 +1202,16 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, large_page_validation);
 	tcase_add_test(tc, large_page_records_overflow);
 	tcase_add_test(tc, large_page_sign_extended);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("around");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, around_installs_translated_neighbours);
+	tcase_add_test(tc, around_skips_what_the_view_holds);
+	tcase_add_test(tc, around_callback_stops);
+	tcase_add_test(tc, around_large_pages);
+	tcase_add_test(tc, around_stale_gen);
+	tcase_add_test(tc, around_validation);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("subpage");
