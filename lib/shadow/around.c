@@ -103,10 +103,9 @@ BTMMU_EXPORT int btmmu_map_around(struct btmmu_space *sp, unsigned view,
 	unsigned n, i;
 	int ret;
 
-	if (!sp || btmmu__check_view(sp, view))
-		return -EINVAL;
-	if (btmmu__dead(sp->ctx))
-		return -EOWNERDEAD;
+	ret = btmmu__view_call(sp, view);
+	if (ret)
+		return ret;
 	if (!req)
 		return -EFAULT;
 	ret = btmmu__copy_args(&a, sizeof(a), args);

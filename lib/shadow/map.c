@@ -342,10 +342,9 @@ BTMMU_EXPORT int btmmu_map_batch(struct btmmu_space *sp, unsigned view,
 	unsigned i;
 	int ret;
 
-	if (!sp || btmmu__check_view(sp, view))
-		return -EINVAL;
-	if (btmmu__dead(sp->ctx))
-		return -EOWNERDEAD;
+	ret = btmmu__view_call(sp, view);
+	if (ret)
+		return ret;
 	if (!nreq)
 		return 0;
 	if (!reqs)
@@ -392,10 +391,10 @@ BTMMU_EXPORT int btmmu_map_batch(struct btmmu_space *sp, unsigned view,
 
 BTMMU_EXPORT int btmmu_map(struct btmmu_space *sp, unsigned view, const struct btmmu_map_req *req)
 {
-	if (!sp || btmmu__check_view(sp, view))
-		return -EINVAL;
-	if (btmmu__dead(sp->ctx))
-		return -EOWNERDEAD;
+	int ret = btmmu__view_call(sp, view);
+
+	if (ret)
+		return ret;
 	if (!req)
 		return -EFAULT;
 	return btmmu_map_batch(sp, view, req, 1, 0);

@@ -63,6 +63,14 @@ static inline int btmmu__check_view(const struct btmmu_space *sp, unsigned view)
 	return view < sp->nviews ? 0 : -EINVAL;
 }
 
+/* The first checks of the calls on one view: the space, the view, a child's copy. */
+static inline int btmmu__view_call(const struct btmmu_space *sp, unsigned view)
+{
+	if (!sp || btmmu__check_view(sp, view))
+		return -EINVAL;
+	return btmmu__dead(sp->ctx) ? -EOWNERDEAD : 0;
+}
+
 static inline int btmmu__check_views(const struct btmmu_space *sp, uint32_t views)
 {
 	uint32_t all = sp->nviews >= 32 ? UINT32_MAX : (UINT32_C(1) << sp->nviews) - 1;
