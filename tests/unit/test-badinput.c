@@ -1139,6 +1139,79 @@ START_TEST(map_bad)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* btmmu_map_around                                                    */
+/* ------------------------------------------------------------------ */
+
+static unsigned around_calls;
+
+/* Would install every neighbour: a call that fails must never get here. */
+static int around_any(void *opaque, uint64_t gva, struct btmmu_map_req *q)
+{
+	(void)opaque;
+	around_calls++;
+	q->gpa = gva;
+	q->prot = R;
+	return 1;
+}
+
+#define AROUND_OK .a = { .group = 16 * PG, .fn = around_any }
+
+static const struct around_case {
+	const char *name;
+	enum szk sz;
+	bool null_args;
+	struct btmmu_around_args a;
+	int err;
+} around_cases[] = {
+	{ "args_null", .null_args = true, AROUND_OK, .err = -EFAULT },
+	SIZE_CASES(AROUND_OK),
+	{ "group_0", AROUND_OK, .a.group = 0, .err = -EINVAL },
+	{ "group_not_power_of_2", AROUND_OK, .a.group = 3 * PG, .err = -EINVAL },
+	{ "group_below_page", AROUND_OK, .a.group = PG / 2, .err = -EINVAL },
+	{ "group_1025_pages", AROUND_OK, .a.group = 2048 * PG, .err = -EINVAL },
+	{ "group_top_bit", AROUND_OK, .a.group = BIT(63), .err = -EINVAL },
+	{ "fn_null", AROUND_OK, .a.fn = NULL, .err = -EINVAL },
+	{ "flags_unknown_bit", AROUND_OK, .a.flags = 0x1, .err = -EINVAL },
+	{ "flags_top_bit", AROUND_OK, .a.flags = 0x80000000u, .err = -EINVAL },
+};
+
+START_TEST(map_around_bad)
+{
+	const struct around_case *c = &around_cases[_i];
+	struct btmmu_map_req ok = { MAP_REQ_OK };
+	struct btmmu_around_args a = c->a;
+	struct snap b;
+
+	a.size = sizeof(a);
+	around_calls = 0;
+	snap_take(&b);
+	expect(c->name,
+	       btmmu_map_around(fx.sp, 0, &ok, c->null_args ? NULL : sized(&a, sizeof(a), c->sz), 0),
+	       c->err);
+	check_intact(&b, 0, c->name);
+	ck_assert_uint_eq(around_calls, 0);
+}
+END_TEST
+
+/* Every bad request of btmmu_map(3) is refused the same way, callback unasked. */
+START_TEST(map_around_bad_req)
+{
+	const struct map_case *c = &map_cases[_i];
+	struct btmmu_space *sp = space_of(c->sk);
+	struct btmmu_around_args a = { .size = sizeof(a), .group = 16 * PG, .fn = around_any };
+	struct snap b;
+
+	if (c->ram2)
+		add_ram2();
+	around_calls = 0;
+	snap_take(&b);
+	expect(c->name, btmmu_map_around(sp, c->view, c->null_req ? NULL : &c->q, &a, 0), c->err);
+	check_intact(&b, 0, c->name);
+	ck_assert_uint_eq(around_calls, 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* btmmu_map_batch                                                     */
 /* ------------------------------------------------------------------ */
 
@@ -2004,6 +2077,10 @@ static Suite *badinput_suite(void)
 
 	tc = tcase(s, "map");
 	LOOP(tc, map_bad, map_cases);
+
+	tc = tcase(s, "map_around");
+	LOOP(tc, map_around_bad, around_cases);
+	LOOP(tc, map_around_bad_req, map_cases);
 
 	tc = tcase(s, "map_batch");
 	LOOP(tc, map_batch_bad, batch_cases);
