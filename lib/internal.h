@@ -108,6 +108,9 @@ struct btmmu_space {
 	uintptr_t *base_slots;
 	void *opaque;
 	atomic_int inflight;		/* fault dispatches using the space now */
+	uint32_t view_mask;		/* the views created (btmmu_space_args.view_mask) */
+	struct btmmu__region *regions;	/* nregions: the created views' rings, one after another */
+	size_t nregions;
 	uint64_t *large;		/* BTMMU__LARGE_SLOTS keys (shadow/largepage.c) */
 	uint32_t nlarge;
 	struct btmmu__view views[];
@@ -371,11 +374,17 @@ static inline uint32_t btmmu__idx(struct btmmu *ctx, const struct btmmu__entry *
 	return e ? (uint32_t)(e - ctx->pool) : 0;
 }
 
-/* All regions of a space: one array, view by view, ring by ring. */
+/* All regions of a space: one array, view by view (those created), ring by ring. */
 static inline struct btmmu__region *btmmu__space_regions(struct btmmu_space *sp, size_t *n)
 {
-	*n = (size_t)sp->nviews * sp->nring;
-	return sp->views[0].ring;
+	*n = sp->nregions;
+	return sp->regions;
+}
+
+/* A view the space has: less than nviews and created (view_mask). */
+static inline bool btmmu__view_exists(const struct btmmu_space *sp, unsigned view)
+{
+	return view < sp->nviews && ((sp->view_mask >> view) & 1);
 }
 
 /* Entry point guard: a child's copy of a context does nothing (-EOWNERDEAD). */

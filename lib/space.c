@@ -87,9 +87,10 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 	struct btmmu_space_args a;
 	struct btmmu__region *regions;
 	struct btmmu_space *sp;
+	unsigned v, k, nv, vk[BTMMU_MAX_VIEWS];
 	size_t nreg, i;
 	uint64_t align;
-	unsigned v;
+	uint32_t all;
 	int ret;
 
 	ret = btmmu__create_args(ctx, spacep, &a, sizeof(a), args);
@@ -100,9 +101,18 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 		return ret;
 	if ((uintptr_t)a.base_slots % sizeof(uintptr_t))
 		return -EINVAL; /* stored atomically */
+	all = (UINT32_C(1) << a.nviews) - 1; /* nviews <= BTMMU_MAX_VIEWS < 32 */
+	if (!a.view_mask)
+		a.view_mask = all;
+	if (a.view_mask & ~all)
+		return -EINVAL;
+	/* The views created, in order: vk[k] is the k-th one's number. */
+	for (v = 0, nv = 0; v < a.nviews; v++)
+		if ((a.view_mask >> v) & 1)
+			vk[nv++] = v;
 
 	sp = calloc(1, sizeof(*sp) + a.nviews * sizeof(sp->views[0]));
-	nreg = (size_t)a.nviews * a.ring;
+	nreg = (size_t)nv * a.ring;
 	regions = calloc(nreg, sizeof(*regions));
 	if (sp)
 		sp->large = calloc(BTMMU__LARGE_SLOTS, sizeof(*sp->large));
@@ -115,6 +125,9 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 	sp->page_shift = a.page_shift;
 	sp->unit_shift = BTMMU_MAX(a.page_shift, ctx->host_page_shift);
 	sp->nviews = a.nviews;
+	sp->view_mask = a.view_mask;
+	sp->regions = regions;
+	sp->nregions = nreg;
 	sp->nring = a.ring;
 	sp->flags = a.flags;
 	sp->window_bits = a.window_bits;
@@ -133,7 +146,7 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 		r->guard = BTMMU_MAX(GUARD_BYTES, UINT64_C(1) << ctx->host_page_shift);
 		r->lead = ctx->ops->fence ? UINT64_C(1) << ctx->real_page_shift : 0;
 		r->space = sp;
-		r->view = &sp->views[i / a.ring];
+		r->view = &sp->views[vk[i / a.ring]];
 		r->state = BTMMU__REGION_CLEAN;
 		r->g_lo = r->ng_lo = UINT64_MAX;
 		CDS_INIT_LIST_HEAD(&r->retired);
@@ -149,8 +162,9 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 				goto err_release;
 		}
 	}
-	for (v = 0; v < a.nviews; v++) {
-		sp->views[v].ring = &regions[(size_t)v * a.ring];
+	for (k = 0; k < nv; k++) {
+		v = vk[k];
+		sp->views[v].ring = &regions[(size_t)k * a.ring];
 		sp->views[v].cur = sp->views[v].ring;
 		sp->views[v].cur->state = BTMMU__REGION_CURRENT;
 		atomic_store(&sp->views[v].gen, 1);
@@ -171,8 +185,8 @@ BTMMU_EXPORT int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_
 	ctx->mappings += nreg * REGION_FIXED_VMAS(ctx);
 	ctx->unit_shifts |= UINT32_C(1) << sp->unit_shift;
 	cds_list_add_tail(&sp->node, &ctx->spaces);
-	for (v = 0; v < a.nviews; v++)
-		btmmu__view_publish(sp, v);
+	for (k = 0; k < nv; k++)
+		btmmu__view_publish(sp, vk[k]);
 	btmmu__unlock(&ctx->lock);
 	pthread_mutex_unlock(&ctx->admin);
 	*spacep = sp;
@@ -235,7 +249,7 @@ BTMMU_EXPORT int btmmu_view_info(const struct btmmu_space *sp, unsigned view,
 
 	int ret;
 
-	if (!sp || view >= sp->nviews)
+	if (!sp || !btmmu__view_exists(sp, view))
 		return -EINVAL;
 	if (btmmu__dead(sp->ctx))
 		return -EOWNERDEAD;
@@ -275,7 +289,7 @@ BTMMU_EXPORT int btmmu_view_info(const struct btmmu_space *sp, unsigned view,
 
 BTMMU_EXPORT int btmmu_view_base(const struct btmmu_space *sp, unsigned view, uintptr_t *basep)
 {
-	if (!sp || view >= sp->nviews)
+	if (!sp || !btmmu__view_exists(sp, view))
 		return -EINVAL;
 	if (btmmu__dead(sp->ctx))
 		return -EOWNERDEAD;

@@ -238,6 +238,7 @@ struct btmmu_space_args {
 	uint64_t window_gva;		/* window start if window_bits < va_bits */
 	uintptr_t *base_slots;		/* optional: nviews words kept equal to each view's base */
 	void *opaque;			/* passed back in struct btmmu_fault */
+	uint32_t view_mask;		/* views to create (bit v: view v < nviews); 0: all */
 };
 
 int btmmu_space_create(struct btmmu *ctx, const struct btmmu_space_args *args,

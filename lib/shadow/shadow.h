@@ -60,7 +60,7 @@ static inline uint64_t region_vmas(const struct btmmu__region *r)
 
 static inline int btmmu__check_view(const struct btmmu_space *sp, unsigned view)
 {
-	return view < sp->nviews ? 0 : -EINVAL;
+	return btmmu__view_exists(sp, view) ? 0 : -EINVAL;
 }
 
 /* The first checks of the calls on one view: the space, the view, a child's copy. */
@@ -73,9 +73,7 @@ static inline int btmmu__view_call(const struct btmmu_space *sp, unsigned view)
 
 static inline int btmmu__check_views(const struct btmmu_space *sp, uint32_t views)
 {
-	uint32_t all = sp->nviews >= 32 ? UINT32_MAX : (UINT32_C(1) << sp->nviews) - 1;
-
-	return views && !(views & ~all) ? 0 : -EINVAL;
+	return views && !(views & ~sp->view_mask) ? 0 : -EINVAL;
 }
 
 /* entry.c */

@@ -278,9 +278,7 @@ BTMMU_EXPORT int btmmu_flush_all(struct btmmu *ctx)
 	if (btmmu__lock_mine(&ctx->lock))
 		return -EDEADLK;
 	cds_list_for_each_entry(sp, &ctx->spaces, node)
-		flush_space(ctx, sp,
-			    sp->nviews >= 32 ? UINT32_MAX : (UINT32_C(1) << sp->nviews) - 1, 0,
-			    &retired);
+		flush_space(ctx, sp, sp->view_mask, 0, &retired);
 	btmmu__unlock(&ctx->lock);
 	if (retired)
 		btmmu__reaper_kick(ctx);

@@ -951,6 +951,8 @@ static const struct space_case {
 	{ "args_null", .null_args = true, SPACE_OK, .err = -EFAULT },
 	{ "out_null", .null_out = true, SPACE_OK, .err = -EFAULT },
 	SIZE_CASES(SPACE_OK),
+	{ "view_mask_past_nviews", SPACE_OK, .a.view_mask = 0x4, .err = -EINVAL },
+	{ "view_mask_top_bit", SPACE_OK, .a.view_mask = 0x80000001u, .err = -EINVAL },
 	{ "flags_unknown_bit", SPACE_OK, .a.flags = 0x2, .err = -EINVAL },
 	{ "flags_top_bit", SPACE_OK, .a.flags = 0x80000000u, .err = -EINVAL },
 	{ "va_bits_0", SPACE_OK, .a.va_bits = 0, .err = -EINVAL },

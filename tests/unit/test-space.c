@@ -248,6 +248,63 @@ START_TEST(base_slots_follow_flush)
 }
 END_TEST
 
+/*
+ * view_mask: only the views a translator uses exist (QEMU's direct mmu_idx
+ * of i386 are 1, 3 and 5 of 6), with their reservations and host mappings;
+ * the others are refused by every call on a view, and their base slots
+ * keep what the caller put there.
+ */
+START_TEST(view_mask_creates_only_those_views)
+{
+	struct btmmu_space_args a = args(32, 12, 6);
+	uintptr_t slots[6] = { 1, 2, 3, 4, 5, 6 };
+	struct btmmu_view_info vi = { .size = sizeof(vi) };
+	struct btmmu_map_req q = { .gva = 0x1000, .gpa = 0x1000, .len = 4096,
+				   .prot = BTMMU_PROT_READ };
+	struct btmmu_stats s0 = fx_stats(), s1, s2;
+	uintptr_t b;
+	unsigned v;
+
+	a.view_mask = 0x2a; /* views 1, 3, 5 */
+	a.base_slots = slots;
+	ck_assert_int_eq(create(&a), 0);
+	s1 = fx_stats();
+	for (v = 0; v < 6; v++) {
+		int want = (a.view_mask >> v) & 1 ? 0 : -EINVAL;
+
+		ck_assert_int_eq(btmmu_view_info(sp, v, &vi), want);
+		ck_assert_int_eq(btmmu_view_base(sp, v, &b), want);
+		ck_assert_int_eq(btmmu_map(sp, v, &q), want ? want : 1);
+		ck_assert_int_eq(btmmu_unmap(sp, 1u << v, 0x1000, 4096), want ? want : 1);
+		ck_assert_int_eq(btmmu_flush(sp, 1u << v, 0), want);
+		if (want)
+			ck_assert_uint_eq(slots[v], v + 1); /* untouched */
+		else
+			ck_assert_uint_eq(slots[v], info(v).base);
+	}
+	ck_assert_int_eq(btmmu_flush(sp, 0x2a, BTMMU_FLUSH_NONGLOBAL), 0);
+	ck_assert_int_eq(btmmu_flush(sp, 0x2b, 0), -EINVAL);
+	ck_assert_int_eq(btmmu_flush_all(fx.ctx), 0);
+	/* A fault in a view created reaches the callback with that view. */
+	fx.policy = FX_SLOW;
+	ck_assert_int_eq(btmmu_load8(info(3).base + 0x5000, &(uint8_t){ 0 }), 1);
+	ck_assert_uint_eq(fx.last.view, 3);
+	ck_assert_int_eq(btmmu_space_destroy(sp), 0);
+	/* Half the views: half the fixed host mappings of a full space. */
+	a.view_mask = 0;
+	ck_assert_int_eq(create(&a), 0);
+	s2 = fx_stats();
+	ck_assert_uint_eq(s2.live_mappings - s0.live_mappings,
+			  2 * (s1.live_mappings - s0.live_mappings));
+	ck_assert_int_eq(btmmu_space_destroy(sp), 0);
+	/* Bits past nviews are refused. */
+	a.view_mask = 0x40;
+	ck_assert_int_eq(create(&a), -EINVAL);
+	a.view_mask = 0x80000001u;
+	ck_assert_int_eq(create(&a), -EINVAL);
+}
+END_TEST
+
 /* Several spaces alive at once: separate shadows. */
 START_TEST(spaces_are_separate)
 {
@@ -420,6 +477,7 @@ static Suite *space_suite(void)
 	tc = tcase_create("views");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, base_slots_follow_flush);
+	tcase_add_test(tc, view_mask_creates_only_those_views);
 	tcase_add_test(tc, spaces_are_separate);
 	tcase_add_test(tc, admin_calls_refused_in_callback);
 	suite_add_tcase(s, tc);
