@@ -341,7 +341,8 @@ struct btmmu_around_args {
 /*
  * Install req, and the pages of the aligned group around req->gva that the
  * view does not hold yet and fn translates, in batches checked against
- * gen as btmmu_map_batch() does. Returns the pages now directly accessible.
+ * gen as btmmu_map_batch() does. Returns the pages of req and of the
+ * neighbours it installed now directly accessible.
  */
 int btmmu_map_around(struct btmmu_space *space, unsigned view,
 		     const struct btmmu_map_req *req, const struct btmmu_around_args *args,

@@ -452,6 +452,83 @@ static void reqs_add(struct reqs *r, const struct fz_space *s, const struct fz_p
 					       .flags = flags };
 }
 
+/* btmmu_map_around(3)'s callback: the neighbour from the translator's TLB. */
+struct around_ctx {
+	struct fz_thread *t;
+	struct fz_space *s;
+	struct fz_view *v;
+	struct reqs ans;	/* what it answered, for the count */
+	unsigned asked;
+	int bad;		/* asked about the faulting page, or about one twice */
+};
+
+static int around_answer(void *opaque, uint64_t gva, struct btmmu_map_req *q)
+{
+	struct around_ctx *c = opaque;
+	int k = fz_hot_find(c->s, gva);
+	unsigned j;
+
+	c->asked++;
+	for (j = 0; j < c->ans.n; j++)
+		c->bad |= c->ans.q[j].gva == gva;
+	if (k < 0 || !c->v->tlb[k].prot || !fz_ram_find(&c->t->w, c->v->tlb[k].gpa, c->s->page))
+		return 0;
+	q->gpa = c->v->tlb[k].gpa;
+	q->prot = c->v->tlb[k].prot;
+	/*
+	 * No large-page shift: a neighbour batch refused (ESTALE) records
+	 * nothing, and the model cannot tell which was.
+	 */
+	q->flags = c->v->tlb[k].global ? BTMMU_MAP_GLOBAL : 0;
+	if (c->ans.n < sizeof(c->ans.q) / sizeof(c->ans.q[0]))
+		c->ans.q[c->ans.n++] = *q;
+	return 1;
+}
+
+/*
+ * Refill through btmmu_map_around(3): the faulting request, and the hot
+ * pages of its 16-page group the view lacks, asked one by one. The count
+ * is at most the pages of the requests that went in.
+ */
+static int refill_around(struct fz_thread *t, struct btmmu_fault *f, struct fz_access *a,
+			 const struct btmmu_map_req *req)
+{
+	struct around_ctx c = { .t = t, .s = a->sp, .v = a->v };
+	struct btmmu_around_args args = { .size = sizeof(args), .group = 16 * a->sp->page,
+					  .fn = around_answer, .opaque = &c };
+	uint64_t lo, hi;
+	int ret, resolved;
+	unsigned k;
+
+	ret = btmmu_map_around(f->space, f->view, req, &args, a->use_gen ? f->gen : 0);
+	if (ret < 0) {
+		if ((ret != -ENOMEM && ret != -ESTALE) || !host_lossy(t->run))
+			cb_fail(t, FUZZ_ERRNO, "map_around from the callback failed", f->gva,
+				(unsigned long long)-ret, 1, a->use_gen);
+		else
+			t->enomem++;
+		if (ret == -ENOMEM)
+			fz_large_note(c.s, f->view, req);
+		return BTMMU_FAULT_SLOW;
+	}
+	fz_large_note(c.s, f->view, req);
+	if (c.bad || c.asked > 15)
+		cb_fail(t, FUZZ_COUNT, "map_around asked about a page twice or its own", f->gva,
+			c.asked, c.bad, 0);
+	c.ans.q[c.ans.n < sizeof(c.ans.q) / sizeof(c.ans.q[0]) ? c.ans.n++ : 0] = *req;
+	fz_count_map(&t->w, c.s, c.v->tlb, c.ans.q, c.ans.n, QUIRKS(t), &lo, &hi);
+	for (k = 0; k < c.ans.n; k++)
+		fz_apply_map(&t->w, c.s, c.v->tlb, &c.ans.q[k]);
+	if ((uint64_t)ret > hi)
+		cb_fail(t, FUZZ_COUNT, "map_around from the callback: more pages than answered",
+			f->gva, (unsigned long long)ret, lo, hi);
+	resolved = btmmu_fault_resolved(f);
+	if (resolved < 0)
+		cb_fail(t, FUZZ_ERRNO, "btmmu_fault_resolved", f->gva, (unsigned long long)resolved,
+			0, 0);
+	return BTMMU_FAULT_RETRY;
+}
+
 /* The verdict a translator gives: refill from its TLB, or take the slow path. */
 static int refill(struct fz_thread *t, struct btmmu_fault *f, struct fz_access *a)
 {
@@ -501,6 +578,10 @@ static int refill(struct fz_thread *t, struct btmmu_fault *f, struct fz_access *
 		if (j >= 0 && v->tlb[j].prot)
 			reqs_add(&r, s, v->tlb, j, j == i && a->populate ? BTMMU_MAP_POPULATE : 0);
 	}
+	r.n = ramcache_trim(t, r.q, r.n);
+	/* Half the fault-arounds of whole-page units through the library's. */
+	if (a->around && s->ppu == 1 && r.n == 1 && ((page_gva >> s->page_shift) & 1))
+		return refill_around(t, f, a, &r.q[0]);
 	if (a->around) {
 		/* Fault-around: present neighbours from the same zone of hot pages. */
 		for (k = i - 8; k <= i + 8; k++) {
