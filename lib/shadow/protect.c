@@ -48,8 +48,22 @@ static unsigned reapply(struct btmmu *ctx, struct btmmu__entry *e)
 	uint8_t old = e->hprot;
 	uint32_t oldp = e->npieces;
 
-	if (!(e->flags & BTMMU__E_INSTALLED) || e->region->state == BTMMU__REGION_TEARING)
+	if (!(e->flags & BTMMU__E_INSTALLED))
 		return 0;
+	if (e->region->state == BTMMU__REGION_TEARING) {
+		/*
+		 * The reclaimer is removing this region's mappings without the
+		 * lock, and owns its entries until it relocks: touch no
+		 * bookkeeping, but take this alias's old rights away now (the
+		 * same no-access mapping the reclaimer's call leaves, harmless
+		 * twice), or a stale base could still use them after the
+		 * protect returned. If the host refuses the split, the whole
+		 * window goes, as the reclaimer would. Found by the fuzzer.
+		 */
+		if (ctx->ops->clear(ctx, e->region->start + e->off, unit_size(e)))
+			(void)btmmu__window_clear(ctx, e->region);
+		return 0;
+	}
 	btmmu__mark_uninstalled(ctx, e);
 	if (btmmu__apply_runs(ctx, e, false, false)) {
 		unsigned n = count_once(ctx, e);
@@ -174,15 +188,6 @@ static int set_ceiling(struct btmmu *ctx, uint64_t gpa, uint64_t len, uint32_t p
 		changed = true;
 	}
 	n = changed ? apply_rights(ctx, ram, gpa, len) : 0;
-	/*
-	 * A region the reclaimer is tearing down without the lock keeps its
-	 * old mappings until that host call lands, and reapply() leaves its
-	 * entries alone: a stale base could still write what the ceiling now
-	 * denies. Take its whole window away here, ahead of the reclaimer
-	 * (the same call, harmless twice). Found by the differential fuzzer.
-	 */
-	if (changed && prot != BTMMU_PROT_RWX && ctx->tearing)
-		(void)btmmu__window_clear(ctx, ctx->tearing);
 	/* Entries split by differing rights may have used up the budget. */
 	btmmu__make_room(ctx, 0, 0);
 	btmmu__unlock(&ctx->lock);
