@@ -480,7 +480,7 @@ static int around_answer(void *opaque, uint64_t gva, struct btmmu_map_req *q)
 	 * nothing, and the model cannot tell which was.
 	 */
 	q->flags = c->v->tlb[k].global ? BTMMU_MAP_GLOBAL : 0;
-	if (c->ans.n < sizeof(c->ans.q) / sizeof(c->ans.q[0]))
+	if (c->ans.n + 1 < sizeof(c->ans.q) / sizeof(c->ans.q[0])) /* one left for req */
 		c->ans.q[c->ans.n++] = *q;
 	return 1;
 }
@@ -515,7 +515,7 @@ static int refill_around(struct fz_thread *t, struct btmmu_fault *f, struct fz_a
 	if (c.bad || c.asked > 15)
 		cb_fail(t, FUZZ_COUNT, "map_around asked about a page twice or its own", f->gva,
 			c.asked, c.bad, 0);
-	c.ans.q[c.ans.n < sizeof(c.ans.q) / sizeof(c.ans.q[0]) ? c.ans.n++ : 0] = *req;
+	c.ans.q[c.ans.n++] = *req;
 	fz_count_map(&t->w, c.s, c.v->tlb, c.ans.q, c.ans.n, QUIRKS(t), &lo, &hi);
 	for (k = 0; k < c.ans.n; k++)
 		fz_apply_map(&t->w, c.s, c.v->tlb, &c.ans.q[k]);
